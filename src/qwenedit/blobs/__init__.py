@@ -1,0 +1,1 @@
+"""Where result images (and later uploads) live."""

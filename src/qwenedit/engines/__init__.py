@@ -1,0 +1,1 @@
+"""Engines turn an edit job into images. ``load_engine`` picks one by name."""
