@@ -8,12 +8,14 @@
     │   ├── InsufficientQuota      402
     │   ├── PermissionDenied       403
     │   ├── NotFound               404
+    │   ├── MethodNotAllowed       405
     │   ├── Conflict               409
     │   ├── RequestTooLarge        413
     │   ├── RateLimited            429 (Retry-After)
     │   └── ServiceUnavailable     503 (Retry-After)
     ├── TaskFailure            ends a task as ``failed`` with a wire error code (DESIGN §4.2)
-    │   └── TaskCancelled          request_cancelled: raised from the step callback
+    │   ├── TaskCancelled          request_cancelled: raised from the step callback
+    │   └── WorkerStopping         the worker is shutting down and hands the task back
     └── OutboundRefused        the guarded client refused a URL (scheme, address, size)
 
 A ``TaskFailure`` carries a message safe to show the task's owner: never an internal address.
@@ -82,6 +84,11 @@ class NotFound(ApiError):
     type = "not_found_error"
 
 
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+
+
 class Conflict(ApiError):
     status = 409
     type = "invalid_request_error"
@@ -119,6 +126,14 @@ class TaskFailure(QwenEditError):
 class TaskCancelled(TaskFailure):
     def __init__(self, message: str = "The task was cancelled") -> None:
         super().__init__("request_cancelled", message)
+
+
+class WorkerStopping(TaskFailure):
+    """Raised from the step callback when a stopping worker gives its task back to the queue
+    (it is released, not failed; the code is only used if the release itself fails)."""
+
+    def __init__(self) -> None:
+        super().__init__("service_unavailable", "The worker shut down during the task")
 
 
 class OutboundRefused(QwenEditError):

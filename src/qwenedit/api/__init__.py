@@ -1,0 +1,1 @@
+"""The HTTP surface: app factory, auth, one router per resource."""

@@ -1,0 +1,44 @@
+"""Edits: create a task, read it, cancel it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from qwenedit.api.deps import AccountDep, RuntimeDep
+from qwenedit.api.schemas import EDIT_REQUEST_OPENAPI, TASK_RESPONSES
+from qwenedit.errors import InvalidRequest
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+async def _json_body(request: Request) -> object:
+    """Parsed whatever the Content-Type says: clients like ``curl -d`` omit it."""
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from exc
+
+
+@router.post(
+    "/images/generations",
+    responses=TASK_RESPONSES,
+    openapi_extra=EDIT_REQUEST_OPENAPI,
+    summary="Create an image-edit task",
+)
+async def create_task(request: Request, runtime: RuntimeDep, account: AccountDep) -> Any:
+    body = await _json_body(request)
+    return await runtime.edits.create(account, body)
+
+
+@router.get("/tasks/{task_id}", responses=TASK_RESPONSES, summary="Read a task")
+async def get_task(task_id: str, runtime: RuntimeDep, account: AccountDep) -> Any:
+    return await runtime.edits.get(account, task_id)
+
+
+@router.post("/tasks/{task_id}/cancel", responses=TASK_RESPONSES, summary="Cancel a task")
+async def cancel_task(task_id: str, runtime: RuntimeDep, account: AccountDep) -> Any:
+    return await runtime.edits.cancel(account, task_id)

@@ -1,0 +1,138 @@
+"""The edit use cases: create, read and cancel tasks for an authenticated account."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from qwenedit.config import Settings
+from qwenedit.domain.request import EditRequest, parse_edit_request
+from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
+from qwenedit.errors import InvalidRequest, NotFound
+from qwenedit.media.addresses import is_forbidden, literal_host_address
+from qwenedit.media.datauri import parse_image_data_uri
+from qwenedit.services.presenter import TaskPresenter
+from qwenedit.store.accounts import Account
+from qwenedit.store.tasks import NewTask, TaskRepo
+from qwenedit.store.workers import WorkerRepo
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2_147_483_647
+FALLBACK_SECONDS_PER_STEP = 1.0
+"""Used for ``estimated_time`` until this server has measured tasks of its own: about one
+second per denoising step, the public figure for the real model on one H100 (DESIGN §7)."""
+
+
+def _refuse_internal_host(url: str, param: str, settings: Settings) -> None:
+    """Refuse at create what is decidable without DNS: a literal internal address or localhost.
+    Names are resolved and checked again when they are fetched or posted to."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    internal = host == "localhost" or host.endswith(".localhost")
+    address = literal_host_address(host)
+    if address is not None:
+        internal = is_forbidden(address, settings.private_network_allowance)
+    elif internal:
+        internal = settings.private_network_allowance is not True
+    if internal:
+        raise InvalidRequest(
+            "The URL points to an internal address, which this server refuses", param=param
+        )
+
+
+class EditService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        tasks: TaskRepo,
+        workers: WorkerRepo,
+        presenter: TaskPresenter,
+    ) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._workers = workers
+        self._presenter = presenter
+
+    def _check_inputs(self, request: EditRequest) -> None:
+        for index, url in enumerate(request.image_urls, start=1):
+            if url.startswith("data:"):
+                try:
+                    parse_image_data_uri(url, self._settings.max_image_bytes)
+                except ValueError as exc:
+                    raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
+            else:
+                _refuse_internal_host(url, "image_urls", self._settings)
+        if request.callback_url is not None:
+            _refuse_internal_host(request.callback_url, "callback_url", self._settings)
+
+    async def create(self, account: Account, body: object) -> dict[str, Any]:
+        request = parse_edit_request(
+            body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
+        )
+        self._check_inputs(request)
+        now = datetime.now(UTC)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        params = TaskParams(
+            prompt=request.prompt,
+            image_urls=request.image_urls,
+            n=request.n,
+            negative_prompt=request.negative_prompt,
+            size=request.size,
+            prompt_extend=request.prompt_extend,
+            watermark=request.watermark,
+            seed=seed,
+            callback_url=request.callback_url,
+        )
+        new = NewTask(
+            id=new_task_id(int(now.timestamp())),
+            account_id=account.id,
+            params=params,
+            reserve_milli=request.n * self._settings.price_milli(account.user_group),
+            created_at=now,
+        )
+        task = await self._tasks.create(
+            new,
+            max_active_per_account=self._settings.max_active_per_account,
+            max_queue_depth=self._settings.max_queue_depth,
+        )
+        log.info("task %s created: n=%d account=%s", task.id, task.params.n, account.name)
+        return await self.present(task)
+
+    async def get(self, account: Account, task_id: str) -> dict[str, Any]:
+        task = await self._find(account, task_id)
+        return await self.present(task)
+
+    async def cancel(self, account: Account, task_id: str) -> dict[str, Any]:
+        await self._find(account, task_id)
+        task = await self._tasks.cancel(task_id, account.id)
+        log.info("task %s cancelled by its owner", task.id)
+        return await self.present(task)
+
+    async def _find(self, account: Account, task_id: str) -> TaskRecord:
+        if not is_task_id(task_id):
+            raise InvalidRequest("Malformed task id", param="task_id")
+        task = await self._tasks.get(
+            task_id, account.id, retention_seconds=self._settings.task_retention
+        )
+        if task is None:
+            raise NotFound("Task not found or expired", param="task_id")
+        return task
+
+    async def present(self, task: TaskRecord) -> dict[str, Any]:
+        estimate = 0 if task.status.is_terminal else await self.estimated_time(task)
+        return self._presenter.view(task, now=datetime.now(UTC), estimated_time=estimate)
+
+    async def estimated_time(self, task: TaskRecord) -> int:
+        """Seconds until this task is likely done: the measured mean task time (or a per-step
+        guess before any was measured) times the work ahead of it, spread over live workers."""
+        mean = await self._tasks.recent_task_seconds()
+        if mean is None:
+            mean = FALLBACK_SECONDS_PER_STEP * self._settings.steps
+        workers = max(1, await self._workers.alive_count(3 * self._settings.heartbeat_seconds))
+        ahead = await self._tasks.queue_ahead(task) if task.attempt == 0 else 0
+        remaining_share = 1.0 - min(task.progress, 99) / 100
+        return max(1, round(mean * (ahead / workers + remaining_share)))

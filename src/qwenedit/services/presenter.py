@@ -1,0 +1,43 @@
+"""Turns stored tasks into wire objects with signed, expiring result links."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from qwenedit.blobs.signing import signed_path
+from qwenedit.domain.task import TaskRecord, TaskStatus
+from qwenedit.domain.views import task_view
+
+
+class TaskPresenter:
+    def __init__(self, *, public_url: str, secret: bytes, result_ttl: float) -> None:
+        self._base = public_url.rstrip("/")
+        self._secret = secret
+        self._ttl = timedelta(seconds=result_ttl)
+
+    def results_expire_at(self, task: TaskRecord) -> datetime | None:
+        """The same expiry on every read: completion time plus the result TTL (DESIGN §8)."""
+        if task.status is not TaskStatus.COMPLETED or task.finished_at is None:
+            return None
+        return task.finished_at + self._ttl
+
+    def result_urls(self, task: TaskRecord, now: datetime) -> list[str]:
+        expires_at = self.results_expire_at(task)
+        if expires_at is None or expires_at <= now:
+            return []
+        expires = int(expires_at.timestamp())
+        return [self._base + signed_path(key, expires, self._secret) for key in task.result_keys]
+
+    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> dict[str, Any]:
+        return task_view(
+            task,
+            result_urls=self.result_urls(task, now),
+            estimated_time=estimated_time,
+            results_expire_at=self.results_expire_at(task),
+        )
+
+    def final_view(self, task: TaskRecord) -> dict[str, Any]:
+        """The body of a terminal task, as the outbox snapshots it at finalize."""
+        now = task.finished_at or datetime.now(tz=task.created_at.tzinfo)
+        return self.view(task, now=now, estimated_time=0)

@@ -1,0 +1,70 @@
+"""The side services of a process (worker loops and reaper), started and stopped together.
+
+If one of them dies, the process stops rather than limping on (procrastinate's rule): the
+failure is logged and ``on_fatal`` is called."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from qwenedit.config import Settings
+from qwenedit.engines.base import Engine
+from qwenedit.runtime import Runtime
+from qwenedit.worker.reaper import run_reaper
+from qwenedit.worker.runner import Worker
+
+log = logging.getLogger(__name__)
+
+EngineLoader = Callable[[Settings], Engine]
+
+
+class Background:
+    def __init__(self, runtime: Runtime, on_fatal: Callable[[], None]) -> None:
+        self._rt = runtime
+        self._on_fatal = on_fatal
+        self.stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.engines_loaded = 0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._check)
+        self._tasks.append(task)
+
+    def _check(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("%s died; stopping", task.get_name(), exc_info=task.exception())
+        self._on_fatal()
+
+    def start_reaper(self) -> None:
+        self._spawn(run_reaper(self._rt, self.stop), "reaper")
+
+    def start_workers(self, count: int, load_engine: EngineLoader) -> None:
+        """Each worker loads its own engine (one pipeline each) off the event loop, then runs."""
+        prefix = f"{os.uname().nodename}-{os.getpid()}"
+        for index in range(count):
+            self._spawn(self._worker(f"{prefix}-w{index}", load_engine), f"worker-{index}")
+
+    async def _worker(self, worker_id: str, load_engine: EngineLoader) -> None:
+        log.info("worker %s: loading the %s engine", worker_id, self._rt.settings.engine)
+        engine = await asyncio.to_thread(load_engine, self._rt.settings)
+        self.engines_loaded += 1
+        try:
+            await Worker(self._rt, engine, worker_id).run(self.stop)
+        finally:
+            self.engines_loaded -= 1
+            await asyncio.to_thread(engine.close)
+
+    async def shutdown(self) -> None:
+        """Ask every loop to stop; workers finish or release their task within the grace."""
+        self.stop.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._rt.settings.shutdown_grace + 15)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

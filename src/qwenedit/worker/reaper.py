@@ -1,0 +1,40 @@
+"""The reaper: requeues tasks whose worker vanished, ends those past the attempt limit, and
+deletes results and tasks that outlived their retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from qwenedit.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def reap_once(runtime: Runtime) -> None:
+    settings = runtime.settings
+    requeued, failed = await runtime.tasks.reap(max_attempts=settings.max_attempts)
+    for task_id in requeued:
+        runtime.metrics.inc("qwenedit_tasks_requeued_total")
+        log.warning("task %s requeued: its worker's lease expired", task_id)
+    for task in failed:
+        runtime.metrics.inc("qwenedit_tasks_finished_total", outcome="service_error")
+        log.warning("task %s failed: lease expired on its last attempt (%d)", task.id, task.attempt)
+    now = datetime.now(UTC)
+    for task in await runtime.tasks.expired_results(now, settings.result_ttl):
+        deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
+        await runtime.tasks.clear_results(task.id)
+        log.info("task %s: %d result file(s) expired and were deleted", task.id, deleted)
+    purged = await runtime.tasks.purge(now, settings.task_retention)
+    if purged:
+        log.info("%d task(s) past retention were deleted", purged)
+
+
+async def run_reaper(runtime: Runtime, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await reap_once(runtime)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=runtime.settings.reaper_seconds)
+        except TimeoutError:
+            pass

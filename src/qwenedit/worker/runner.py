@@ -1,0 +1,232 @@
+"""One worker loop: claim a task, run its stages, finalize it under the fence (DESIGN §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from qwenedit.domain import progress
+from qwenedit.domain.sizing import output_size
+from qwenedit.domain.task import TaskRecord
+from qwenedit.engines.base import EditJob, EditOutput, Engine
+from qwenedit.errors import (
+    OutboundRefused,
+    TaskCancelled,
+    TaskFailure,
+    WorkerStopping,
+)
+from qwenedit.media.datauri import parse_image_data_uri
+from qwenedit.media.images import decode_input_image, encode_png
+from qwenedit.media.watermark import apply_watermark
+from qwenedit.runtime import Runtime
+from qwenedit.worker.run_state import TaskRun
+
+log = logging.getLogger(__name__)
+
+WATCH_TICK_SECONDS = 0.5
+"""How often the loop side of a running task writes progress and checks for cancellation."""
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    keys: tuple[str, ...]
+    engine_seconds: float
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, engine: Engine, worker_id: str) -> None:
+        self._rt = runtime
+        self._settings = runtime.settings
+        self._engine = engine
+        self.worker_id = worker_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run tasks until ``stop`` is set; a task in hand is finished (or released
+        after the grace period) before returning."""
+        await self._rt.workers.register(self.worker_id, self._engine.name)
+        beat = asyncio.create_task(self._beat(stop), name=f"{self.worker_id}-beat")
+        log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
+        try:
+            while not stop.is_set():
+                task = await self._rt.tasks.claim(self.worker_id, self._settings.lease_seconds)
+                if task is None:
+                    await _wait_any(stop, self._rt.db.wait_for_task(self._settings.poll_seconds))
+                    continue
+                await self.process(task, stop)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            await self._rt.workers.remove(self.worker_id)
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _beat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._rt.workers.beat(self.worker_id)
+            await _wait_any(stop, asyncio.sleep(self._settings.heartbeat_seconds))
+
+    async def process(self, task: TaskRecord, stop: asyncio.Event) -> None:
+        log.info("task %s claimed by %s (attempt %d)", task.id, self.worker_id, task.attempt)
+        run = TaskRun()
+        watch = asyncio.create_task(self._watch(task, run, stop), name=f"{task.id}-watch")
+        try:
+            result = await self._stages(task, run)
+            run.check()
+            await self._complete(task, result, run)
+        except WorkerStopping:
+            released = await self._rt.tasks.release(task.id, self.worker_id, task.attempt)
+            log.info("task %s released by stopping worker %s: %s", task.id, self.worker_id, released)
+        except TaskFailure as failure:
+            await self._fail(task, run, failure)
+        except Exception:
+            log.exception("task %s: unexpected error in worker %s", task.id, self.worker_id)
+            await self._fail(task, run, TaskFailure("service_error", "The worker failed"))
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _stages(self, task: TaskRecord, run: TaskRun) -> StoredResult:
+        images = await self._fetch_inputs(task, run)
+        run.advance(progress.INPUTS_FETCHED)
+        run.check()
+        width, height = output_size(task.params.size, images[-1].size)
+        job = EditJob(
+            prompt=task.params.prompt,
+            images=tuple(images),
+            n=task.params.n,
+            width=width,
+            height=height,
+            negative_prompt=task.params.negative_prompt,
+            seed=task.params.seed,
+        )
+        run.advance(progress.DENOISE_START)
+        output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
+        run.check()
+        if len(output.images) != task.params.n:
+            raise TaskFailure("generation_failed_no_content", "The engine produced no image")
+        keys = await self._store(task, output)
+        run.advance(progress.STORED)
+        return StoredResult(keys=keys, engine_seconds=output.pipeline_seconds)
+
+    async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
+        images: list[Image.Image] = []
+        limit = self._settings.max_image_bytes
+        for index, url in enumerate(task.params.image_urls):
+            run.check()
+            try:
+                if url.startswith("data:"):
+                    data = parse_image_data_uri(url, limit)
+                else:
+                    data = await self._rt.client.fetch(url, max_bytes=limit)
+            except (OutboundRefused, ValueError) as exc:
+                raise TaskFailure("image_processing_error", f"Image {index + 1}: {exc}") from exc
+            image = await asyncio.to_thread(decode_input_image, data, index, self._settings)
+            images.append(image)
+        return images
+
+    async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
+        """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""
+        watermark = task.params.watermark
+
+        def encode(image: Image.Image) -> bytes:
+            return encode_png(apply_watermark(image) if watermark else image)
+
+        keys = []
+        for index, image in enumerate(output.images):
+            key = f"{task.id}/{task.attempt}/{index}.png"
+            await self._rt.blobs.put(key, await asyncio.to_thread(encode, image))
+            keys.append(key)
+        return tuple(keys)
+
+    async def _complete(self, task: TaskRecord, result: StoredResult, run: TaskRun) -> None:
+        final = await self._rt.tasks.complete(
+            task.id,
+            self.worker_id,
+            task.attempt,
+            result_keys=result.keys,
+            images_produced=len(result.keys),
+            actual_prompt=None,
+            engine_seconds=result.engine_seconds,
+        )
+        if final is None:
+            log.warning("task %s: attempt %d lost its lease; result discarded", task.id, task.attempt)
+            await self._rt.blobs.delete_prefix(f"{task.id}/{task.attempt}/")
+            return
+        self._rt.metrics.inc("qwenedit_tasks_finished_total", outcome="completed")
+        self._rt.metrics.inc("qwenedit_engine_seconds_total", result.engine_seconds)
+        log.info(
+            "task %s completed: %d image(s), engine %.2fs, total %.2fs",
+            task.id,
+            len(result.keys),
+            result.engine_seconds,
+            time.monotonic() - run.started,
+        )
+
+    async def _fail(self, task: TaskRecord, run: TaskRun, failure: TaskFailure) -> None:
+        if run.fenced_out:
+            log.info("task %s: attempt %d stopped (%s)", task.id, task.attempt, failure.code)
+            return
+        final = await self._rt.tasks.fail(
+            task.id, self.worker_id, task.attempt, failure.code, failure.message
+        )
+        if final is None:
+            log.info("task %s: attempt %d was fenced out before failing", task.id, task.attempt)
+            return
+        self._rt.metrics.inc("qwenedit_tasks_finished_total", outcome=failure.code)
+        log.info("task %s failed: %s", task.id, failure.code)
+
+    async def _watch(self, task: TaskRecord, run: TaskRun, stop: asyncio.Event) -> None:
+        """Writes progress, keeps the lease alive, and turns a lost lease, a cancellation, the
+        task timeout or a shutdown past its grace into an abort the engine sees at its next step.
+        """
+        settings = self._settings
+        written = task.progress
+        last_beat = time.monotonic()
+        stop_seen: float | None = None
+        while True:
+            await asyncio.sleep(WATCH_TICK_SECONDS)
+            now = time.monotonic()
+            current = run.progress
+            alive = True
+            if current > written:
+                alive = await self._rt.tasks.report_progress(
+                    task.id, self.worker_id, task.attempt, current
+                )
+                written = current
+            if alive and now - last_beat >= settings.heartbeat_seconds:
+                alive = await self._rt.tasks.heartbeat(
+                    task.id, self.worker_id, task.attempt, settings.lease_seconds
+                )
+                last_beat = now
+            if not alive:
+                run.fenced_out = True
+                run.abort(TaskCancelled("The task was cancelled or reassigned"))
+                log.info("task %s: attempt %d no longer holds the task", task.id, task.attempt)
+                return
+            if now - run.started > settings.task_timeout:
+                run.abort(
+                    TaskFailure(
+                        "generation_timeout",
+                        f"The task did not finish within {settings.task_timeout:g} s",
+                    )
+                )
+            if stop.is_set():
+                stop_seen = stop_seen or now
+                if now - stop_seen > settings.shutdown_grace:
+                    run.abort(WorkerStopping())
+
+
+async def _wait_any(stop: asyncio.Event, other: Awaitable[object]) -> None:
+    """Wait until ``stop`` is set or ``other`` finishes, whichever comes first."""
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(other)}
+    _done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
