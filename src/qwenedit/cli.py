@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -28,9 +28,11 @@ app = typer.Typer(help="Self-hosted qwen-image-edit-plus server.", no_args_is_he
 keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 credits_app = typer.Typer(help="Grant and show account credits.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Callback signing secrets.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
 
 err = Console(stderr=True)
 out = Console()
@@ -54,6 +56,13 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _credits(text: str, name: str) -> int:
+    try:
+        return credits_to_milli(text)
+    except ValueError as exc:
+        raise _fail(f"{name}: {exc}") from exc
+
+
 def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -62,9 +71,9 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
-def _run(main: Callable[[], Awaitable[T]]) -> T:
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        return asyncio.run(main())  # type: ignore[arg-type]
+        return asyncio.run(main())
     except QwenEditError as exc:
         raise _fail(str(exc)) from exc
 
@@ -172,6 +181,7 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, background.stop.set)
         background.start_reaper()
+        background.start_dispatcher()
         background.start_workers(workers, load_engine)
         try:
             await background.stop.wait()
@@ -191,24 +201,26 @@ def keys_create(
 ) -> None:
     """Create the account if needed, add credits, print a new key (shown once)."""
     settings = _settings()
-    milli = credits_to_milli(credits)
+    milli = _credits(credits, "--credits")
     if milli < 0:
         raise _fail("--credits must not be negative")
 
-    async def action(repo: AccountRepo) -> tuple[str, str, Account]:
+    async def action(repo: AccountRepo) -> tuple[str, str, Account, str]:
         found = await repo.ensure(account, group)
         if milli:
             found = await repo.grant(found.id, milli, "keys create")
         key_id, key = await repo.create_key(found.id)
-        return key_id, key, found
+        return key_id, key, found, await repo.webhook_secret(found.id)
 
-    key_id, key, found = _run(lambda: _admin(settings, action))
+    key_id, key, found, webhook_secret = _run(lambda: _admin(settings, action))
     if as_json:
-        print(json.dumps({"api_key": key, "key_id": key_id, **_account_json(found)}))
+        shown = {"api_key": key, "key_id": key_id, "webhook_secret": webhook_secret}
+        print(json.dumps({**shown, **_account_json(found)}))
         return
     out.print(f"API key for [bold]{found.name}[/] (shown once, store it now):")
     out.print(key, highlight=False, soft_wrap=True)
     out.print(f"key id {key_id}; balance {milli_to_wire(found.balance_milli)} credits")
+    out.print(f"callbacks are signed with {webhook_secret}", highlight=False)
 
 
 @keys_app.command("revoke")
@@ -240,7 +252,7 @@ def credits_grant(
 ) -> None:
     """Add credits to an account (ledger row 'grant')."""
     settings = _settings()
-    milli = credits_to_milli(amount)
+    milli = _credits(amount, "AMOUNT")
 
     async def action(repo: AccountRepo) -> Account:
         found = await repo.get_by_name(account)
@@ -276,6 +288,28 @@ def credits_show(
             f"{found.name}: balance {milli_to_wire(found.balance_milli)} credits, "
             f"group {found.user_group}"
         )
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(
+    account: Annotated[str, typer.Argument(help="Account name")],
+    as_json: JsonOption = False,
+) -> None:
+    """New callback signing secret; the old one also signs for the next 24 h."""
+    settings = _settings()
+
+    async def action(repo: AccountRepo) -> str:
+        found = await repo.get_by_name(account)
+        if found is None:
+            raise ConfigError(f"no account named {account!r}")
+        return await repo.rotate_webhook_secret(found.id)
+
+    secret = _run(lambda: _admin(settings, action))
+    if as_json:
+        print(json.dumps({"account": account, "webhook_secret": secret}))
+    else:
+        out.print(f"{account}: callbacks are now signed with {secret}", highlight=False)
+        out.print("the previous secret keeps signing alongside it for 24 h")
 
 
 @db_app.command("upgrade")

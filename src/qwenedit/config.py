@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from qwenedit.errors import ConfigError
 
 MIB = 1024 * 1024
-SECRET_FILE_NAME = "secret_key"
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     allow_private_network: Annotated[str, NoDecode] = ""
     allow_insecure_callbacks: bool = False
+    ca_bundle: Path | None = None
+    """PEM file of extra certificate authorities that outbound HTTPS trusts."""
 
     price_per_image: Decimal = Decimal(1)
     prices: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     max_attempts: int = 3
     poll_seconds: float = 1.0
+    callback_poll_seconds: float = 0.2
     reaper_seconds: float = 5.0
     task_timeout: float = 1800.0
     shutdown_grace: float = 30.0
@@ -63,6 +66,7 @@ class Settings(BaseSettings):
     max_redirects: int = 3
 
     result_ttl: float = 24 * 3600.0
+    idempotency_window: float = 24 * 3600.0
     task_retention: float = 7 * 24 * 3600.0
 
     max_active_per_account: int | None = None

@@ -11,11 +11,13 @@ from qwenedit.blobs.local import LocalBlobStore
 from qwenedit.config import Settings
 from qwenedit.media.guarded_client import GuardedClient
 from qwenedit.metrics import Metrics
+from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.migrate import ensure_schema
+from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo
 from qwenedit.store.workers import WorkerRepo
 
@@ -32,6 +34,8 @@ class Runtime:
     blobs: BlobStore
     presenter: TaskPresenter
     edits: EditService
+    outbox: OutboxRepo
+    callbacks: CallbackService
     client: GuardedClient
     metrics: Metrics
     secret: bytes
@@ -64,6 +68,7 @@ async def open_runtime(settings: Settings, *, public_url: str) -> Runtime:
     tasks = TaskRepo(db, presenter.final_view)
     workers = WorkerRepo(db)
     edits = EditService(settings=settings, tasks=tasks, workers=workers, presenter=presenter)
+    outbox = OutboxRepo(db)
     return Runtime(
         settings=settings,
         db=db,
@@ -73,6 +78,8 @@ async def open_runtime(settings: Settings, *, public_url: str) -> Runtime:
         blobs=LocalBlobStore(settings.data_dir / "blobs"),
         presenter=presenter,
         edits=edits,
+        outbox=outbox,
+        callbacks=CallbackService(settings=settings, tasks=tasks, outbox=outbox),
         client=GuardedClient(settings),
         metrics=Metrics(),
         secret=secret,

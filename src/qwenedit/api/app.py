@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from qwenedit import __version__
-from qwenedit.api import routes_credits, routes_ops, routes_results, routes_tasks
+from qwenedit.api import (
+    routes_callbacks,
+    routes_credits,
+    routes_ops,
+    routes_results,
+    routes_tasks,
+)
 from qwenedit.api.body_limit import BodyLimitMiddleware
 from qwenedit.api.errors import install_error_handlers
 from qwenedit.config import Settings
@@ -27,6 +33,7 @@ class ServeOptions:
     """Worker loops in this process; 0 serves the API only (``--no-worker``)."""
     load_engine: EngineLoader | None = None
     run_reaper: bool = True
+    """Also runs the callback dispatcher: the housekeeping loops every node may run."""
 
 
 def _terminate_self() -> None:
@@ -42,6 +49,7 @@ def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
         app.state.background = background
         if options.run_reaper:
             background.start_reaper()
+            background.start_dispatcher()
         if options.workers and options.load_engine is not None:
             background.start_workers(options.workers, options.load_engine)
         try:
@@ -58,6 +66,6 @@ def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (routes_tasks, routes_credits, routes_results, routes_ops):
+    for module in (routes_tasks, routes_callbacks, routes_credits, routes_results, routes_ops):
         app.include_router(module.router)
     return app

@@ -24,9 +24,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (
-                not value.isdigit() or int(value) > self.max_bytes
-            ):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 await error_response(self._too_large())(scope, receive, send)
                 return
         seen = 0

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from qwenedit.api.deps import RuntimeDep
 from qwenedit.errors import AuthenticationFailed, PermissionDenied
+from qwenedit.metrics import Labels
 
 router = APIRouter(tags=["operations"])
 LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -52,7 +53,7 @@ async def metrics(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
             raise AuthenticationFailed("A valid metrics token is required")
     counts = await runtime.tasks.counts_by_status()
     alive = await runtime.workers.alive_count(3 * runtime.settings.heartbeat_seconds)
-    gauges = {
+    gauges: dict[str, dict[Labels, float]] = {
         "qwenedit_tasks": {(("status", status),): float(n) for status, n in counts.items()},
         "qwenedit_workers_alive": {(): float(alive)},
     }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 
 from qwenedit.api.deps import AccountDep, RuntimeDep
 from qwenedit.api.schemas import EDIT_REQUEST_OPENAPI, TASK_RESPONSES
@@ -29,9 +29,20 @@ async def _json_body(request: Request) -> object:
     openapi_extra=EDIT_REQUEST_OPENAPI,
     summary="Create an image-edit task",
 )
-async def create_task(request: Request, runtime: RuntimeDep, account: AccountDep) -> Any:
+async def create_task(
+    request: Request,
+    runtime: RuntimeDep,
+    account: AccountDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Within 24 h, the same key from the same account returns the first task",
+        ),
+    ] = None,
+) -> Any:
     body = await _json_body(request)
-    return await runtime.edits.create(account, body)
+    return await runtime.edits.create(account, body, idempotency_key=idempotency_key)
 
 
 @router.get("/tasks/{task_id}", responses=TASK_RESPONSES, summary="Read a task")

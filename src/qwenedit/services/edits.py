@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -16,12 +18,13 @@ from qwenedit.media.addresses import is_forbidden, literal_host_address
 from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.store.accounts import Account
-from qwenedit.store.tasks import NewTask, TaskRepo
+from qwenedit.store.tasks import IdempotencyKey, NewTask, TaskRepo
 from qwenedit.store.workers import WorkerRepo
 
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2_147_483_647
+IDEMPOTENCY_KEY_MAX_CHARS = 255
 FALLBACK_SECONDS_PER_STEP = 1.0
 """Used for ``estimated_time`` until this server has measured tasks of its own: about one
 second per denoising step, the public figure for the real model on one H100 (DESIGN §7)."""
@@ -41,6 +44,20 @@ def _refuse_internal_host(url: str, param: str, settings: Settings) -> None:
         raise InvalidRequest(
             "The URL points to an internal address, which this server refuses", param=param
         )
+
+
+def _idempotency(header: str | None, body: object, window: float) -> IdempotencyKey | None:
+    """The ``Idempotency-Key`` header and a digest of the request it came with."""
+    if header is None:
+        return None
+    if not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX_CHARS or not header.isprintable():
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_CHARS} printable characters",
+            param="Idempotency-Key",
+        )
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return IdempotencyKey(key=header, request_hash=digest, window_seconds=window)
 
 
 class EditService:
@@ -69,11 +86,14 @@ class EditService:
         if request.callback_url is not None:
             _refuse_internal_host(request.callback_url, "callback_url", self._settings)
 
-    async def create(self, account: Account, body: object) -> dict[str, Any]:
+    async def create(
+        self, account: Account, body: object, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
         )
         self._check_inputs(request)
+        idempotency = _idempotency(idempotency_key, body, self._settings.idempotency_window)
         now = datetime.now(UTC)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         params = TaskParams(
@@ -98,8 +118,12 @@ class EditService:
             new,
             max_active_per_account=self._settings.max_active_per_account,
             max_queue_depth=self._settings.max_queue_depth,
+            idempotency=idempotency,
         )
-        log.info("task %s created: n=%d account=%s", task.id, task.params.n, account.name)
+        if task.id == new.id:
+            log.info("task %s created: n=%d account=%s", task.id, task.params.n, account.name)
+        else:
+            log.info("task %s returned again for its idempotency key", task.id)
         return await self.present(task)
 
     async def get(self, account: Account, task_id: str) -> dict[str, Any]:

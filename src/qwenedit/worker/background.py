@@ -1,4 +1,5 @@
-"""The side services of a process (worker loops and reaper), started and stopped together.
+"""The side services of a process (worker loops, reaper, callback dispatcher), started and
+stopped together.
 
 If one of them dies, the process stops rather than limping on (procrastinate's rule): the
 failure is logged and ``on_fatal`` is called."""
@@ -12,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from qwenedit.config import Settings
+from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
 from qwenedit.runtime import Runtime
 from qwenedit.worker.reaper import run_reaper
@@ -43,6 +45,15 @@ class Background:
 
     def start_reaper(self) -> None:
         self._spawn(run_reaper(self._rt, self.stop), "reaper")
+
+    def start_dispatcher(self) -> None:
+        dispatcher = Dispatcher(
+            self._rt.outbox,
+            self._rt.client,
+            self._rt.metrics,
+            poll_seconds=self._rt.settings.callback_poll_seconds,
+        )
+        self._spawn(dispatcher.run(self.stop), "callback-dispatcher")
 
     def start_workers(self, count: int, load_engine: EngineLoader) -> None:
         """Each worker loads its own engine (one pipeline each) off the event loop, then runs."""

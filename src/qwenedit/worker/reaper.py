@@ -4,6 +4,7 @@ deletes results and tasks that outlived their retention."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -34,7 +35,5 @@ async def reap_once(runtime: Runtime) -> None:
 async def run_reaper(runtime: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await reap_once(runtime)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=runtime.settings.reaper_seconds)
-        except TimeoutError:
-            pass

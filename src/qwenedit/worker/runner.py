@@ -81,7 +81,9 @@ class Worker:
             await self._complete(task, result, run)
         except WorkerStopping:
             released = await self._rt.tasks.release(task.id, self.worker_id, task.attempt)
-            log.info("task %s released by stopping worker %s: %s", task.id, self.worker_id, released)
+            log.info(
+                "task %s released by stopping worker %s: %s", task.id, self.worker_id, released
+            )
         except TaskFailure as failure:
             await self._fail(task, run, failure)
         except Exception:
@@ -156,7 +158,9 @@ class Worker:
             engine_seconds=result.engine_seconds,
         )
         if final is None:
-            log.warning("task %s: attempt %d lost its lease; result discarded", task.id, task.attempt)
+            log.warning(
+                "task %s: attempt %d lost its lease; result discarded", task.id, task.attempt
+            )
             await self._rt.blobs.delete_prefix(f"{task.id}/{task.attempt}/")
             return
         self._rt.metrics.inc("qwenedit_tasks_finished_total", outcome="completed")

@@ -1,0 +1,1 @@
+"""Callback delivery: outbox rows to HTTPS POSTs on the retry schedule."""

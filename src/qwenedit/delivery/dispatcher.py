@@ -1,0 +1,123 @@
+"""The callback dispatcher (DESIGN §4.4): claims due outbox rows and POSTs them.
+
+Each claimed attempt is sent in its own asyncio task, up to ``MAX_IN_FLIGHT`` at once, so a
+receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Protocol
+
+from qwenedit import __version__
+from qwenedit.domain.webhooks import signature_header, webhook_id
+from qwenedit.errors import OutboundRefused
+from qwenedit.metrics import Metrics
+from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
+
+log = logging.getLogger(__name__)
+
+CALLBACK_TIMEOUT = 10.0
+"""Total deadline of one attempt, connect to last byte (the interface's 10 s)."""
+LEASE_MARGIN = 5.0
+MAX_IN_FLIGHT = 32
+USER_AGENT = f"qwenedit/{__version__} (callbacks)"
+
+
+class CallbackSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+        """POST and return the status code within ``deadline`` seconds in all;
+        ``OutboundRefused`` for a refused target, a timeout or a connection error. Never
+        follows redirects."""
+        ...
+
+
+def callback_headers(delivery: Delivery, now: int) -> dict[str, str]:
+    message_id = webhook_id(delivery.id)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(now),
+    }
+    if delivery.signing_secrets:
+        headers["webhook-signature"] = signature_header(
+            list(delivery.signing_secrets), message_id, now, delivery.body
+        )
+    return headers
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outbox: OutboxRepo,
+        sender: CallbackSender,
+        metrics: Metrics,
+        *,
+        poll_seconds: float,
+    ) -> None:
+        self._outbox = outbox
+        self._sender = sender
+        self._metrics = metrics
+        self._poll_seconds = poll_seconds
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                await self._slots.acquire()
+                delivery = await self._outbox.claim(CALLBACK_TIMEOUT + LEASE_MARGIN)
+                if delivery is None:
+                    self._slots.release()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._poll_seconds)
+                    continue
+                task = asyncio.create_task(self._send(delivery), name=f"callback-{delivery.id}")
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+        finally:
+            if self._sending:
+                await asyncio.wait(self._sending, timeout=CALLBACK_TIMEOUT + 1)
+
+    async def _send(self, delivery: Delivery) -> None:
+        try:
+            outcome = await self._attempt(delivery)
+            status = await self._outbox.record(delivery, outcome)
+            self._metrics.inc("qwenedit_callback_attempts_total", outcome=_label(outcome))
+            log.info(
+                "task %s callback attempt %d: %s in %d ms -> %s",
+                delivery.task_id,
+                delivery.attempt,
+                outcome.status_code or outcome.error,
+                outcome.duration_ms,
+                status,
+            )
+        except Exception:
+            log.exception(
+                "task %s: callback attempt %d failed to record", delivery.task_id, delivery.attempt
+            )
+        finally:
+            self._slots.release()
+
+    async def _attempt(self, delivery: Delivery) -> AttemptOutcome:
+        started = time.monotonic()
+        headers = callback_headers(delivery, int(time.time()))
+        try:
+            status: int | None = await self._sender.post(
+                delivery.url, delivery.body, headers, deadline=CALLBACK_TIMEOUT
+            )
+            error = None
+        except OutboundRefused as exc:
+            status, error = None, str(exc)
+        return AttemptOutcome(
+            status_code=status, error=error, duration_ms=round((time.monotonic() - started) * 1000)
+        )
+
+
+def _label(outcome: AttemptOutcome) -> str:
+    if outcome.status_code is None:
+        return "error"
+    return f"{outcome.status_code // 100}xx"

@@ -1,0 +1,1 @@
+"""Everything that touches outside bytes: the guarded outbound client and image decoding."""

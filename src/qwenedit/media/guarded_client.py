@@ -1,0 +1,174 @@
+"""The one outbound HTTP client (DESIGN §6): every user-supplied URL goes through it.
+
+For each request it resolves the host once, refuses the URL when ANY address is internal, and
+connects to the checked address itself (the URL's host is replaced by the address; the
+``Host`` header and TLS SNI/certificate check keep the original name), so a second DNS answer
+cannot redirect the connection. Keep-alive is off: a pooled connection is keyed by address
+only and must never carry a request for another name. Redirects are re-checked (images) or
+refused (callbacks); every call has a total deadline and a cap on the bytes it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+
+import httpx
+
+from qwenedit import __version__
+from qwenedit.config import Settings
+from qwenedit.errors import OutboundRefused
+from qwenedit.media.addresses import IPAddress, is_forbidden, literal_host_address
+from qwenedit.media.resolver import Resolver, SystemResolver
+
+USER_AGENT = f"qwenedit/{__version__}"
+CALLBACK_RESPONSE_CAP = 64 * 1024
+"""Bytes of a callback receiver's answer we read before letting go of it."""
+_REDIRECTS = (301, 302, 303, 307, 308)
+INTERNAL_MESSAGE = "the URL points to an internal address, which this server refuses"
+
+
+def outbound_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """Default trust (certifi, as httpx) plus the operator's extra CAs (``CA_BUNDLE``)."""
+    context = httpx.create_ssl_context()
+    if settings.ca_bundle is not None:
+        context.load_verify_locations(cafile=str(settings.ca_bundle))
+    return context
+
+
+class GuardedClient:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._settings = settings
+        self._allowance = settings.private_network_allowance
+        self._resolver = resolver or SystemResolver()
+        self._client = httpx.AsyncClient(
+            verify=ssl_context or outbound_ssl_context(settings),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.fetch_timeout),
+            limits=httpx.Limits(max_keepalive_connections=0, max_connections=256),
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        )
+
+    async def check_url(self, url: str, *, https_only: bool) -> None:
+        """Resolve and check a URL without connecting (used at create for callbacks)."""
+        await self._pin(httpx.URL(url), https_only=https_only)
+
+    async def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        """GET an image: http(s) only, redirects re-checked (at most ``MAX_REDIRECTS``), a 200
+        answer of at most ``max_bytes`` bytes, all within ``FETCH_TIMEOUT``."""
+        try:
+            async with asyncio.timeout(self._settings.fetch_timeout):
+                return await self._fetch(httpx.URL(url), max_bytes)
+        except TimeoutError as exc:
+            raise OutboundRefused("the download timed out") from exc
+        except httpx.HTTPError as exc:
+            raise OutboundRefused(f"the download failed ({type(exc).__name__})") from exc
+
+    async def _fetch(self, url: httpx.URL, max_bytes: int) -> bytes:
+        for _ in range(self._settings.max_redirects + 1):
+            request = await self._pinned_request("GET", url, https_only=False)
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    url = url.join(response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise OutboundRefused(f"the server answered HTTP {response.status_code}")
+                return await _read_capped(response, max_bytes)
+            finally:
+                await response.aclose()
+        raise OutboundRefused("too many redirects")
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+        """POST a callback; returns the status code. No redirects are followed (a 3xx is just a
+        status); the whole exchange, connect to last byte read, fits in ``deadline``."""
+        https_only = not self._settings.allow_insecure_callbacks
+        try:
+            async with asyncio.timeout(deadline):
+                request = await self._pinned_request(
+                    "POST", httpx.URL(url), https_only=https_only, body=body, headers=headers
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    await _drain(response, CALLBACK_RESPONSE_CAP)
+                finally:
+                    await response.aclose()
+                return response.status_code
+        except TimeoutError as exc:
+            raise OutboundRefused(f"no answer within {deadline:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise OutboundRefused(f"the request failed ({type(exc).__name__})") from exc
+
+    async def _pinned_request(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        https_only: bool,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Request:
+        address = await self._pin(url, https_only=https_only)
+        request_headers = dict(headers or {})
+        request_headers["Host"] = url.netloc.decode("ascii")
+        extensions: dict[str, object] = {}
+        if url.scheme == "https" and literal_host_address(url.host) is None:
+            extensions["sni_hostname"] = url.host
+        return self._client.build_request(
+            method,
+            url.copy_with(host=str(address)),
+            content=body,
+            headers=request_headers,
+            extensions=extensions,
+        )
+
+    async def _pin(self, url: httpx.URL, *, https_only: bool) -> str:
+        """The checked address to connect to for ``url``."""
+        allowed = ("https",) if https_only else ("http", "https")
+        if url.scheme not in allowed:
+            raise OutboundRefused(f"the URL scheme must be {' or '.join(allowed)}")
+        if not url.host:
+            raise OutboundRefused("the URL has no host")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        literal = literal_host_address(url.host)
+        addresses = [literal] if literal is not None else await self._resolve(url.host, port)
+        if any(is_forbidden(address, self._allowance) for address in addresses):
+            raise OutboundRefused(INTERNAL_MESSAGE)
+        return str(addresses[0])
+
+    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+        if host == "localhost" or host.endswith(".localhost"):
+            return [ipaddress.IPv4Address("127.0.0.1")]
+        return await self._resolver.resolve(host, port)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise OutboundRefused(f"the file is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in response.aiter_raw():
+        received += len(chunk)
+        if received > max_bytes:
+            raise OutboundRefused(f"the file is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(response: httpx.Response, cap: int) -> None:
+    received = 0
+    async for chunk in response.aiter_raw():
+        received += len(chunk)
+        if received >= cap:
+            return

@@ -1,0 +1,85 @@
+"""Input images in, result images out: strict, bounded decoding (DESIGN §6, §8)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from qwenedit.config import Settings
+from qwenedit.errors import TaskFailure
+
+MIN_SIDE = 384
+MAX_SIDE = 3072
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
+"""What Pillow may decode. Multi-picture JPEGs (MPO, many phone photos) come through the JPEG
+plugin."""
+
+Image.init()  # registers every plugin: ``open(formats=...)`` fails on one not yet loaded
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format from its magic bytes, or ``None`` when it is not one we accept."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return None
+
+
+def open_checked(data: bytes, settings: Settings) -> Image.Image:
+    """Open (headers only) and check format, pixel count and side lengths before decoding.
+    Raises ``ValueError`` with a message fit for the client."""
+    if sniff_format(data) is None:
+        raise ValueError("unsupported image format (use JPEG, PNG, BMP, WEBP or TIFF)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError("the file could not be read as an image") from None
+    except OSError as exc:
+        raise ValueError(f"the file could not be read as an image ({exc})") from None
+    width, height = image.size
+    if width * height > settings.max_image_pixels:
+        raise ValueError(f"{width}x{height} has more than {settings.max_image_pixels} pixels")
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise ValueError(f"{width}x{height}: each side must be {MIN_SIDE} to {MAX_SIDE} pixels")
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """First frame, EXIF orientation applied, transparency composited onto white."""
+    image.seek(0)
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_input_image(data: bytes, index: int, settings: Settings) -> Image.Image:
+    """An input image as RGB, or ``TaskFailure(image_processing_error)`` naming it by position."""
+    try:
+        return to_rgb(open_checked(data, settings))
+    except ValueError as exc:
+        raise TaskFailure("image_processing_error", f"Image {index + 1}: {exc}") from exc
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise TaskFailure(
+            "image_processing_error", f"Image {index + 1}: the image data is corrupt"
+        ) from exc
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()

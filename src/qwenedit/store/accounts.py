@@ -1,0 +1,235 @@
+"""Accounts, API keys and the credit ledger.
+
+Every balance change goes through ``move_credits``: one conditional UPDATE that can never take a
+balance below zero, plus the ledger row that records it, in the caller's transaction. So a
+balance always equals the sum of its ledger.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qwenedit.domain.keys import hash_key, key_id_of, new_api_key
+from qwenedit.domain.webhooks import ROTATION_OVERLAP_SECONDS, new_webhook_secret
+from qwenedit.errors import InsufficientQuota, NotFound
+from qwenedit.store.database import AnyRow, Database
+from qwenedit.store.tables import accounts, api_keys, ledger
+
+DEFAULT_GROUP = "default"
+LedgerKind = Literal["grant", "reserve", "refund"]
+_COLUMNS = (accounts.c.id, accounts.c.name, accounts.c.user_group, accounts.c.balance_milli)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    user_group: str
+    balance_milli: int
+
+
+def _account(row: AnyRow) -> Account:
+    return Account(
+        id=row.id, name=row.name, user_group=row.user_group, balance_milli=row.balance_milli
+    )
+
+
+async def move_credits(
+    connection: AsyncConnection,
+    account_id: int,
+    amount_milli: int,
+    kind: LedgerKind,
+    now: datetime,
+    *,
+    task_id: str | None = None,
+    note: str | None = None,
+) -> Account | None:
+    """Add ``amount_milli`` (negative takes) and append its ledger row; ``None``, and nothing
+    changed, when the balance would drop below zero."""
+    balance = accounts.c.balance_milli
+    row = (
+        await connection.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, balance + amount_milli >= 0)
+            .values(balance_milli=balance + amount_milli)
+            .returning(*_COLUMNS)
+        )
+    ).first()
+    if row is None:
+        return None
+    await connection.execute(
+        insert(ledger).values(
+            account_id=account_id,
+            task_id=task_id,
+            kind=kind,
+            amount_milli=amount_milli,
+            note=note,
+            created_at=now,
+        )
+    )
+    return _account(row)
+
+
+async def balance_of(connection: AsyncConnection, account_id: int) -> int:
+    balance = await connection.scalar(
+        select(accounts.c.balance_milli).where(accounts.c.id == account_id)
+    )
+    if balance is None:
+        raise NotFound("Account not found")
+    return int(balance)
+
+
+def credits_text(milli: int) -> str:
+    """Milli-credits as credits in a message: ``2``, ``1.5``, ``0.001``."""
+    return f"{Decimal(milli) / 1000:f}"
+
+
+class AccountRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ensure(self, name: str, user_group: str | None = None) -> Account:
+        """The account named ``name``, created if absent; its group set when one is given."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                self._db.insert(accounts)
+                .values(
+                    name=name,
+                    user_group=user_group or DEFAULT_GROUP,
+                    balance_milli=0,
+                    created_at=datetime.now(UTC),
+                    webhook_secret=new_webhook_secret(),
+                )
+                .on_conflict_do_nothing(index_elements=[accounts.c.name])
+            )
+            if user_group is not None:
+                await connection.execute(
+                    update(accounts).where(accounts.c.name == name).values(user_group=user_group)
+                )
+            row = (await connection.execute(select(*_COLUMNS).where(accounts.c.name == name))).one()
+        return _account(row)
+
+    async def get_by_name(self, name: str) -> Account | None:
+        async with self._db.transaction(write=False) as connection:
+            row = (
+                await connection.execute(select(*_COLUMNS).where(accounts.c.name == name))
+            ).first()
+        return None if row is None else _account(row)
+
+    async def create_key(self, account_id: int) -> tuple[str, str]:
+        """A new ``(key_id, full_key)``; only the key's hash is stored."""
+        key_id, full_key = new_api_key()
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                insert(api_keys).values(
+                    key_id=key_id,
+                    account_id=account_id,
+                    key_hash=hash_key(full_key),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return key_id, full_key
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """``False`` when no active key has that id."""
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return result.rowcount > 0
+
+    async def authenticate(self, full_key: str) -> Account | None:
+        key_id = key_id_of(full_key)
+        if key_id is None:
+            return None
+        async with self._db.transaction(write=False) as connection:
+            row = (
+                await connection.execute(
+                    select(*_COLUMNS, api_keys.c.key_hash)
+                    .join_from(api_keys, accounts)
+                    .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                )
+            ).first()
+        if row is None or not hmac.compare_digest(row.key_hash, hash_key(full_key)):
+            return None
+        return _account(row)
+
+    async def grant(self, account_id: int, milli: int, note: str) -> Account:
+        """Add credits (negative takes them back, never below zero: ``InsufficientQuota``)."""
+        async with self._db.transaction() as connection:
+            now = datetime.now(UTC)
+            account = await move_credits(connection, account_id, milli, "grant", now, note=note)
+            if account is None:
+                balance = await balance_of(connection, account_id)
+                raise InsufficientQuota(
+                    f"Insufficient credits: cannot take {credits_text(-milli)} credits, "
+                    f"the balance is {credits_text(balance)}"
+                )
+        return account
+
+    async def webhook_secret(self, account_id: int) -> str:
+        """The current secret that signs this account's callbacks."""
+        async with self._db.transaction(write=False) as connection:
+            secret = await connection.scalar(
+                select(accounts.c.webhook_secret).where(accounts.c.id == account_id)
+            )
+        if secret is None:
+            raise NotFound("Account not found")
+        return str(secret)
+
+    async def rotate_webhook_secret(self, account_id: int) -> str:
+        """A new current secret; the old one keeps signing alongside it for 24 h."""
+        secret = new_webhook_secret()
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(
+                    webhook_secret_previous=accounts.c.webhook_secret,
+                    webhook_secret=secret,
+                    webhook_secret_rotated_at=datetime.now(UTC),
+                )
+            )
+        if result.rowcount == 0:
+            raise NotFound("Account not found")
+        return secret
+
+    async def ledger_sum(self, account_id: int) -> int:
+        async with self._db.transaction(write=False) as connection:
+            total = await connection.scalar(
+                select(func.coalesce(func.sum(ledger.c.amount_milli), 0)).where(
+                    ledger.c.account_id == account_id
+                )
+            )
+        return int(total or 0)
+
+
+async def signing_secrets(connection: AsyncConnection, account_id: int, now: datetime) -> list[str]:
+    """The secrets a callback is signed with: the current one, and the previous one during the
+    overlap after a rotation."""
+    row = (
+        await connection.execute(
+            select(
+                accounts.c.webhook_secret,
+                accounts.c.webhook_secret_previous,
+                accounts.c.webhook_secret_rotated_at,
+            ).where(accounts.c.id == account_id)
+        )
+    ).first()
+    if row is None or row.webhook_secret is None:
+        return []
+    found = [row.webhook_secret]
+    rotated = row.webhook_secret_rotated_at
+    overlap = timedelta(seconds=ROTATION_OVERLAP_SECONDS)
+    if row.webhook_secret_previous and rotated is not None and now - rotated < overlap:
+        found.append(row.webhook_secret_previous)
+    return found

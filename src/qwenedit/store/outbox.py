@@ -1,0 +1,192 @@
+"""The callback outbox (DESIGN §4.4): rows written when a task ends, claimed by dispatchers.
+
+A claim counts the attempt and pushes ``next_attempt_at`` past the send's deadline in one
+statement, so two dispatchers never send the same attempt, and an attempt whose dispatcher died
+is retried once that lease runs out. ``record`` is fenced on the attempt number it claimed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+
+from qwenedit.domain.webhooks import MAX_ATTEMPTS, retry_delay
+from qwenedit.store.accounts import signing_secrets
+from qwenedit.store.database import Database
+from qwenedit.store.tables import callback_attempts, outbox, tasks
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed attempt of one callback."""
+
+    id: int
+    task_id: str
+    url: str
+    body: bytes
+    attempt: int
+    signing_secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class OutboxRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(self, lease_seconds: float) -> Delivery | None:
+        """The most overdue pending delivery, its attempt counted and leased."""
+        now = datetime.now(UTC)
+        due = (
+            select(outbox.c.id)
+            .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        async with self._db.transaction() as connection:
+            row = (
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == due, outbox.c.status == PENDING)
+                    .values(
+                        attempts=outbox.c.attempts + 1,
+                        next_attempt_at=now + timedelta(seconds=lease_seconds),
+                    )
+                    .returning(
+                        outbox.c.id,
+                        outbox.c.task_id,
+                        outbox.c.account_id,
+                        outbox.c.url,
+                        outbox.c.body,
+                        outbox.c.attempts,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            secrets = await signing_secrets(connection, row.account_id, now)
+        return Delivery(
+            id=row.id,
+            task_id=row.task_id,
+            url=row.url,
+            body=row.body.encode(),
+            attempt=row.attempts,
+            signing_secrets=tuple(secrets),
+        )
+
+    async def record(self, delivery: Delivery, outcome: AttemptOutcome) -> str:
+        """Log the attempt and schedule what follows: ``delivered``, ``failed`` (schedule
+        exhausted) or ``pending`` (retry after 1, 2, 4 s). Returns the new status."""
+        now = datetime.now(UTC)
+        if outcome.succeeded:
+            values: dict[str, Any] = {"status": DELIVERED, "delivered_at": now}
+        else:
+            delay = retry_delay(delivery.attempt) if delivery.attempt < MAX_ATTEMPTS else None
+            if delay is None:
+                values = {"status": FAILED}
+            else:
+                values = {"next_attempt_at": now + timedelta(seconds=delay)}
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                insert(callback_attempts).values(
+                    outbox_id=delivery.id,
+                    attempted_at=now - timedelta(milliseconds=outcome.duration_ms),
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    duration_ms=outcome.duration_ms,
+                )
+            )
+            await connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id == delivery.id,
+                    outbox.c.attempts == delivery.attempt,
+                    outbox.c.status == PENDING,
+                )
+                .values(**values)
+            )
+        return str(values.get("status", PENDING))
+
+    async def history(self, task_id: str, account_id: int) -> list[dict[str, Any]]:
+        """Every delivery of a task's callback with its attempts, oldest first."""
+        owned = and_(outbox.c.task_id == task_id, outbox.c.account_id == account_id)
+        async with self._db.transaction(write=False) as connection:
+            deliveries = (
+                await connection.execute(select(outbox).where(owned).order_by(outbox.c.id))
+            ).all()
+            attempts = (
+                await connection.execute(
+                    select(callback_attempts)
+                    .join(outbox, outbox.c.id == callback_attempts.c.outbox_id)
+                    .where(owned)
+                    .order_by(callback_attempts.c.id)
+                )
+            ).all()
+        return [
+            {
+                "id": delivery.id,
+                "url": delivery.url,
+                "status": delivery.status,
+                "created_at": delivery.created_at,
+                "delivered_at": delivery.delivered_at,
+                "next_attempt_at": delivery.next_attempt_at if delivery.status == PENDING else None,
+                "attempts": [
+                    {
+                        "attempted_at": attempt.attempted_at,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error,
+                        "duration_ms": attempt.duration_ms,
+                    }
+                    for attempt in attempts
+                    if attempt.outbox_id == delivery.id
+                ],
+            }
+            for delivery in deliveries
+        ]
+
+    async def redeliver(self, task_id: str, account_id: int) -> int | None:
+        """Queue the task's final body again (a new delivery with a fresh schedule); ``None``
+        when the task is not this account's, not finished, or has no callback_url."""
+        now = datetime.now(UTC)
+        async with self._db.transaction() as connection:
+            last = (
+                await connection.execute(
+                    select(outbox.c.url, outbox.c.body)
+                    .join(tasks, tasks.c.id == outbox.c.task_id)
+                    .where(outbox.c.task_id == task_id, tasks.c.account_id == account_id)
+                    .order_by(outbox.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if last is None:
+                return None
+            new_id = await connection.scalar(
+                insert(outbox)
+                .values(
+                    task_id=task_id,
+                    account_id=account_id,
+                    url=last.url,
+                    body=last.body,
+                    created_at=now,
+                    next_attempt_at=now,
+                    attempts=0,
+                    status=PENDING,
+                )
+                .returning(outbox.c.id)
+            )
+        return int(new_id) if new_id is not None else None

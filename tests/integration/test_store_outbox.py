@@ -1,0 +1,109 @@
+"""The outbox: claims are exclusive and counted, the schedule is 1/2/4 s, then failed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+
+from qwenedit.store.accounts import AccountRepo
+from qwenedit.store.database import Database
+from qwenedit.store.outbox import AttemptOutcome, OutboxRepo
+from qwenedit.store.tables import outbox as outbox_table
+from qwenedit.store.tasks import NewTask, TaskRepo
+
+NO_LIMITS = {"max_active_per_account": None, "max_queue_depth": None}
+FAILED_503 = AttemptOutcome(status_code=503, error=None, duration_ms=5)
+
+
+async def finished_with_callback(
+    accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+) -> tuple[str, int]:
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    created = await tasks.create(
+        new_task(account.id, callback_url="https://hooks.example.com/x"), **NO_LIMITS
+    )
+    await tasks.cancel(created.id, account.id)
+    return created.id, account.id
+
+
+async def make_due(db: Database) -> None:
+    async with db.transaction() as connection:
+        await connection.execute(update(outbox_table).values(next_attempt_at=datetime.now(UTC)))
+
+
+async def test_claims_are_exclusive_and_follow_the_schedule(
+    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+) -> None:
+    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    repo = OutboxRepo(db)
+    claims = await asyncio.gather(*(repo.claim(15.0) for _ in range(4)))
+    [delivery] = [claim for claim in claims if claim is not None]
+    assert (delivery.task_id, delivery.attempt, delivery.url) == (
+        task_id,
+        1,
+        "https://hooks.example.com/x",
+    )
+    assert len(delivery.signing_secrets) == 1
+    assert delivery.signing_secrets[0].startswith("whsec_")
+    assert await repo.claim(15.0) is None  # leased
+
+    delays = []
+    for attempt in range(1, 5):
+        before = datetime.now(UTC)
+        status = await repo.record(delivery, FAILED_503)
+        history = await repo.history(task_id, owner)
+        if attempt < 4:
+            assert status == "pending"
+            delays.append((history[0]["next_attempt_at"] - before).total_seconds())
+            assert await repo.claim(15.0) is None  # not due yet
+            await make_due(db)
+            claimed = await repo.claim(15.0)
+            assert claimed is not None and claimed.attempt == attempt + 1
+            delivery = claimed
+        else:
+            assert status == "failed"
+    assert [round(delay) for delay in delays] == [1, 2, 4]
+    await make_due(db)
+    assert await repo.claim(15.0) is None  # no 5th attempt
+    [record] = await repo.history(task_id, owner)
+    assert record["status"] == "failed"
+    assert [attempt["status_code"] for attempt in record["attempts"]] == [503] * 4
+
+
+async def test_success_ends_it_and_stale_records_change_nothing(
+    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+) -> None:
+    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    repo = OutboxRepo(db)
+    first = await repo.claim(0.0)  # a lease that runs out at once: its dispatcher "died"
+    assert first is not None
+    await asyncio.sleep(0.01)
+    second = await repo.claim(15.0)
+    assert second is not None and second.attempt == 2
+    await repo.record(first, AttemptOutcome(status_code=200, error=None, duration_ms=1))
+    [record] = await repo.history(task_id, owner)
+    assert record["status"] == "pending"  # the stale attempt was logged but decided nothing
+    assert await repo.record(second, AttemptOutcome(200, None, 3)) == "delivered"
+    [record] = await repo.history(task_id, owner)
+    assert record["status"] == "delivered" and record["delivered_at"] is not None
+    assert len(record["attempts"]) == 2
+
+
+async def test_redeliver_queues_the_same_body_again(
+    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+) -> None:
+    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    repo = OutboxRepo(db)
+    first = await repo.claim(15.0)
+    assert first is not None
+    await repo.record(first, AttemptOutcome(200, None, 3))
+    assert await repo.redeliver(task_id, owner + 1) is None  # another account
+    assert await repo.redeliver(task_id, owner) is not None
+    again = await repo.claim(15.0)
+    assert again is not None
+    assert (again.body, again.attempt) == (first.body, 1)
+    assert again.id != first.id
