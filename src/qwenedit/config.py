@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     max_redirects: int = 3
 
     result_ttl: float = 24 * 3600.0
+    upload_ttl: float = 72 * 3600.0
     idempotency_window: float = 24 * 3600.0
     task_retention: float = 7 * 24 * 3600.0
 

@@ -10,12 +10,15 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.blobs.local import LocalBlobStore
 from qwenedit.config import Settings
 from qwenedit.media.guarded_client import GuardedClient
+from qwenedit.media.resolver import Resolver
 from qwenedit.metrics import Metrics
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
+from qwenedit.store.files import FileRepo
 from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo
@@ -34,6 +37,7 @@ class Runtime:
     blobs: BlobStore
     presenter: TaskPresenter
     edits: EditService
+    uploads: UploadService
     outbox: OutboxRepo
     callbacks: CallbackService
     client: GuardedClient
@@ -54,7 +58,9 @@ def default_public_url(settings: Settings, host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-async def open_runtime(settings: Settings, *, public_url: str) -> Runtime:
+async def open_runtime(
+    settings: Settings, *, public_url: str, resolver: Resolver | None = None
+) -> Runtime:
     """Connect, migrate (SQLite) or check the schema (PostgreSQL), and wire the services."""
     secret = settings.load_secret_key()
     url = settings.resolved_database_url
@@ -67,7 +73,19 @@ async def open_runtime(settings: Settings, *, public_url: str) -> Runtime:
     presenter = TaskPresenter(public_url=public_url, secret=secret, result_ttl=settings.result_ttl)
     tasks = TaskRepo(db, presenter.final_view)
     workers = WorkerRepo(db)
-    edits = EditService(settings=settings, tasks=tasks, workers=workers, presenter=presenter)
+    blobs = LocalBlobStore(settings.data_dir / "blobs")
+    client = GuardedClient(settings, resolver=resolver)
+    uploads = UploadService(
+        settings=settings, files=FileRepo(db), blobs=blobs, public_url=public_url
+    )
+    edits = EditService(
+        settings=settings,
+        tasks=tasks,
+        workers=workers,
+        presenter=presenter,
+        uploads=uploads,
+        url_checker=client,
+    )
     outbox = OutboxRepo(db)
     return Runtime(
         settings=settings,
@@ -75,12 +93,13 @@ async def open_runtime(settings: Settings, *, public_url: str) -> Runtime:
         accounts=AccountRepo(db),
         tasks=tasks,
         workers=workers,
-        blobs=LocalBlobStore(settings.data_dir / "blobs"),
+        blobs=blobs,
         presenter=presenter,
         edits=edits,
+        uploads=uploads,
         outbox=outbox,
         callbacks=CallbackService(settings=settings, tasks=tasks, outbox=outbox),
-        client=GuardedClient(settings),
+        client=client,
         metrics=Metrics(),
         secret=secret,
     )

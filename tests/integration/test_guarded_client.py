@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import time
 from collections.abc import Iterator
@@ -14,23 +13,9 @@ import trustme
 
 from qwenedit.config import Settings
 from qwenedit.errors import OutboundRefused
-from qwenedit.media.addresses import IPAddress
 from qwenedit.media.guarded_client import GuardedClient
 from support.http_server import Answer, ScriptedServer, scripted_server
-
-
-class MapResolver:
-    """Test resolver: names to fixed address lists; every other name fails to resolve."""
-
-    def __init__(self, names: dict[str, list[str]]) -> None:
-        self.names = names
-        self.asked: list[str] = []
-
-    async def resolve(self, host: str, port: int) -> list[IPAddress]:
-        self.asked.append(host)
-        if host not in self.names:
-            raise OutboundRefused("the host name does not resolve")
-        return [ipaddress.ip_address(a) for a in self.names[host]]
+from support.resolver import MapResolver
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:

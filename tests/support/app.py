@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from qwenedit.api.app import ServeOptions, create_app
 from qwenedit.config import Settings
 from qwenedit.engines.base import Engine
+from qwenedit.media.resolver import Resolver
 from qwenedit.runtime import Runtime
 
 BASE_URL = "http://testserver"
@@ -84,10 +85,14 @@ class RunningApp:
 
 @asynccontextmanager
 async def running_app(
-    settings: Settings, engine: Engine | None = None, workers: int = 1
+    settings: Settings,
+    engine: Engine | None = None,
+    workers: int = 1,
+    resolver: Resolver | None = None,
 ) -> AsyncIterator[RunningApp]:
     options = ServeOptions(
         public_url=BASE_URL,
+        resolver=resolver,
         workers=workers if engine is not None else 0,
         load_engine=(lambda _settings: engine) if engine is not None else None,
     )

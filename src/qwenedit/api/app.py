@@ -15,6 +15,7 @@ from qwenedit import __version__
 from qwenedit.api import (
     routes_callbacks,
     routes_credits,
+    routes_files,
     routes_ops,
     routes_results,
     routes_tasks,
@@ -22,6 +23,7 @@ from qwenedit.api import (
 from qwenedit.api.body_limit import BodyLimitMiddleware
 from qwenedit.api.errors import install_error_handlers
 from qwenedit.config import Settings
+from qwenedit.media.resolver import Resolver
 from qwenedit.runtime import open_runtime
 from qwenedit.worker.background import Background, EngineLoader
 
@@ -32,6 +34,8 @@ class ServeOptions:
     workers: int = 0
     """Worker loops in this process; 0 serves the API only (``--no-worker``)."""
     load_engine: EngineLoader | None = None
+    resolver: Resolver | None = None
+    """Name resolution for outbound URLs; the system's when ``None``."""
     run_reaper: bool = True
     """Also runs the callback dispatcher: the housekeeping loops every node may run."""
 
@@ -43,7 +47,9 @@ def _terminate_self() -> None:
 def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await open_runtime(settings, public_url=options.public_url)
+        runtime = await open_runtime(
+            settings, public_url=options.public_url, resolver=options.resolver
+        )
         background = Background(runtime, on_fatal=_terminate_self)
         app.state.runtime = runtime
         app.state.background = background
@@ -66,6 +72,13 @@ def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (routes_tasks, routes_callbacks, routes_credits, routes_results, routes_ops):
+    for module in (
+        routes_tasks,
+        routes_callbacks,
+        routes_files,
+        routes_credits,
+        routes_results,
+        routes_ops,
+    ):
         app.include_router(module.router)
     return app

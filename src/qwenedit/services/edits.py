@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from qwenedit.config import Settings
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
-from qwenedit.errors import InvalidRequest, NotFound
+from qwenedit.errors import InvalidRequest, NotFound, OutboundRefused
 from qwenedit.media.addresses import is_forbidden, literal_host_address
 from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import Account
 from qwenedit.store.tasks import IdempotencyKey, NewTask, TaskRepo
 from qwenedit.store.workers import WorkerRepo
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEED = 2_147_483_647
 IDEMPOTENCY_KEY_MAX_CHARS = 255
+CALLBACK_CHECK_SECONDS = 5.0
 FALLBACK_SECONDS_PER_STEP = 1.0
 """Used for ``estimated_time`` until this server has measured tasks of its own: about one
 second per denoising step, the public figure for the real model on one H100 (DESIGN §7)."""
@@ -60,6 +63,12 @@ def _idempotency(header: str | None, body: object, window: float) -> Idempotency
     return IdempotencyKey(key=header, request_hash=digest, window_seconds=window)
 
 
+class UrlChecker(Protocol):
+    async def check_url(self, url: str, *, https_only: bool) -> None:
+        """``OutboundRefused`` when the URL may not be contacted."""
+        ...
+
+
 class EditService:
     def __init__(
         self,
@@ -68,15 +77,28 @@ class EditService:
         tasks: TaskRepo,
         workers: WorkerRepo,
         presenter: TaskPresenter,
+        uploads: UploadService,
+        url_checker: UrlChecker,
     ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._workers = workers
         self._presenter = presenter
+        self._uploads = uploads
+        self._url_checker = url_checker
 
-    def _check_inputs(self, request: EditRequest) -> None:
+    async def _check_inputs(self, account: Account, request: EditRequest) -> None:
         for index, url in enumerate(request.image_urls, start=1):
-            if url.startswith("data:"):
+            file_id = self._uploads.file_id(url)
+            if file_id is not None:
+                try:
+                    await self._uploads.owned(account, file_id)
+                except NotFound as exc:
+                    raise InvalidRequest(
+                        f"image_urls[{index}]: no such upload, or it has expired",
+                        param="image_urls",
+                    ) from exc
+            elif url.startswith("data:"):
                 try:
                     parse_image_data_uri(url, self._settings.max_image_bytes)
                 except ValueError as exc:
@@ -84,7 +106,24 @@ class EditService:
             else:
                 _refuse_internal_host(url, "image_urls", self._settings)
         if request.callback_url is not None:
-            _refuse_internal_host(request.callback_url, "callback_url", self._settings)
+            await self._check_callback(request.callback_url)
+
+    async def _check_callback(self, url: str) -> None:
+        """Literal addresses are refused without DNS; a name is resolved now too, so a callback
+        that could never be delivered is a 400 rather than a silent failure later. (It is
+        resolved and checked again at every delivery: DNS may change in between.)"""
+        _refuse_internal_host(url, "callback_url", self._settings)
+        try:
+            async with asyncio.timeout(CALLBACK_CHECK_SECONDS):
+                await self._url_checker.check_url(
+                    url, https_only=not self._settings.allow_insecure_callbacks
+                )
+        except OutboundRefused as exc:
+            raise InvalidRequest(f"callback_url: {exc}", param="callback_url") from exc
+        except TimeoutError as exc:
+            raise InvalidRequest(
+                "callback_url: the host name did not resolve in time", param="callback_url"
+            ) from exc
 
     async def create(
         self, account: Account, body: object, *, idempotency_key: str | None = None
@@ -92,7 +131,7 @@ class EditService:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
         )
-        self._check_inputs(request)
+        await self._check_inputs(account, request)
         idempotency = _idempotency(idempotency_key, body, self._settings.idempotency_window)
         now = datetime.now(UTC)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)

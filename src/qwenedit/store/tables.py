@@ -190,3 +190,17 @@ idempotency_keys = Table(
     Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False, index=True),
 )
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("blob_key", String(200), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("mime_type", String(32), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)

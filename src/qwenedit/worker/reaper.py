@@ -1,5 +1,5 @@
 """The reaper: requeues tasks whose worker vanished, ends those past the attempt limit, and
-deletes results and tasks that outlived their retention."""
+deletes results, uploads and tasks that outlived their retention."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ async def reap_once(runtime: Runtime) -> None:
         deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
         await runtime.tasks.clear_results(task.id)
         log.info("task %s: %d result file(s) expired and were deleted", task.id, deleted)
+    await runtime.uploads.delete_expired()
     purged = await runtime.tasks.purge(now, settings.task_retention)
     if purged:
         log.info("%d task(s) past retention were deleted", purged)

@@ -123,8 +123,11 @@ class Worker:
         for index, url in enumerate(task.params.image_urls):
             run.check()
             try:
+                file_id = self._rt.uploads.file_id(url)
                 if url.startswith("data:"):
                     data = parse_image_data_uri(url, limit)
+                elif file_id is not None:
+                    data = await self._upload(file_id)
                 else:
                     data = await self._rt.client.fetch(url, max_bytes=limit)
             except (OutboundRefused, ValueError) as exc:
@@ -132,6 +135,12 @@ class Worker:
             image = await asyncio.to_thread(decode_input_image, data, index, self._settings)
             images.append(image)
         return images
+
+    async def _upload(self, file_id: str) -> bytes:
+        data = await self._rt.uploads.content(file_id)
+        if data is None:
+            raise ValueError("the uploaded file has expired or was deleted")
+        return data
 
     async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
         """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""

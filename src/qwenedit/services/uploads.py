@@ -1,0 +1,113 @@
+"""Uploaded input images (``POST /v1/files``): checked like fetched images, kept for
+``UPLOAD_TTL`` (72 h), and usable in ``image_urls`` by their owner. The worker reads them from
+the BlobStore, never over the network."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from qwenedit.blobs.base import BlobStore
+from qwenedit.config import Settings
+from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
+from qwenedit.media.images import open_checked, sniff_format
+from qwenedit.store.accounts import Account
+from qwenedit.store.files import FileRepo, StoredFile
+
+log = logging.getLogger(__name__)
+
+FILES_PATH = "/v1/files/"
+CONTENT_SUFFIX = "/content"
+
+
+def _new_file_id() -> str:
+    return "file-" + secrets.token_hex(16)
+
+
+class UploadService:
+    def __init__(
+        self, *, settings: Settings, files: FileRepo, blobs: BlobStore, public_url: str
+    ) -> None:
+        self._settings = settings
+        self._files = files
+        self._blobs = blobs
+        self._prefix = public_url.rstrip("/") + FILES_PATH
+
+    def file_id(self, url: str) -> str | None:
+        """The upload a URL names, when it is one of this server's file URLs."""
+        if not url.startswith(self._prefix):
+            return None
+        return url[len(self._prefix) :].removesuffix(CONTENT_SUFFIX) or None
+
+    def url(self, file_id: str) -> str:
+        return self._prefix + file_id + CONTENT_SUFFIX
+
+    async def upload(self, account: Account, data: bytes) -> dict[str, Any]:
+        limit = self._settings.max_image_bytes
+        if len(data) > limit:
+            raise RequestTooLarge(f"The file is larger than {limit} bytes", param="file")
+        if not data:
+            raise InvalidRequest("The file is empty", param="file")
+        try:
+            image = await asyncio.to_thread(open_checked, data, self._settings)
+        except ValueError as exc:
+            raise InvalidRequest(f"file: {exc}", param="file") from exc
+        now = datetime.now(UTC)
+        stored = StoredFile(
+            id=_new_file_id(),
+            account_id=account.id,
+            blob_key="",
+            bytes=len(data),
+            mime_type=f"image/{sniff_format(data)}",
+            width=image.width,
+            height=image.height,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self._settings.upload_ttl),
+        )
+        stored = StoredFile(**{**stored.__dict__, "blob_key": f"files/{stored.id}"})
+        await self._blobs.put(stored.blob_key, data)
+        await self._files.add(stored)
+        log.info("file %s uploaded: %d bytes, %dx%d", stored.id, len(data), *image.size)
+        return self.view(stored)
+
+    async def owned(self, account: Account, file_id: str) -> StoredFile:
+        """The caller's unexpired upload, or 404 (another account's file does not exist)."""
+        stored = await self._files.get(file_id)
+        if (
+            stored is None
+            or stored.account_id != account.id
+            or stored.expires_at <= datetime.now(UTC)
+        ):
+            raise NotFound(f"No such file: {file_id}")
+        return stored
+
+    async def content(self, file_id: str) -> bytes | None:
+        """The bytes of an unexpired upload, for the worker; ``None`` when it is gone."""
+        stored = await self._files.get(file_id)
+        if stored is None or stored.expires_at <= datetime.now(UTC):
+            return None
+        return await self._blobs.get(stored.blob_key)
+
+    async def delete_expired(self) -> int:
+        expired = await self._files.expired(datetime.now(UTC))
+        for stored in expired:
+            await self._blobs.delete_prefix(stored.blob_key)
+            await self._files.remove(stored.id)
+            log.info("file %s expired and was deleted", stored.id)
+        return len(expired)
+
+    def view(self, stored: StoredFile) -> dict[str, Any]:
+        return {
+            "id": stored.id,
+            "object": "file",
+            "url": self.url(stored.id),
+            "bytes": stored.bytes,
+            "mime_type": stored.mime_type,
+            "width": stored.width,
+            "height": stored.height,
+            "created_at": int(stored.created_at.timestamp()),
+            "expires_at": int(stored.expires_at.timestamp()),
+        }
