@@ -8,7 +8,7 @@ import secrets
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_batch: int = Field(6, ge=1, le=6)
     tiny_render_size: int = Field(64, ge=32, le=1024)
     torch_threads: int | None = None
+
+    prompt_extend: Literal["auto", "local", "openai", "off"] = "auto"
+    prompt_extend_url: str | None = None
+    """Base URL of an OpenAI-compatible chat endpoint with vision, e.g. ``http://host/v1``."""
+    prompt_extend_model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    prompt_extend_api_key: SecretStr | None = None
+    prompt_extend_timeout: float = 30.0
 
     allow_private_network: Annotated[str, NoDecode] = ""
     allow_insecure_callbacks: bool = False

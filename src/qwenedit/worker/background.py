@@ -15,6 +15,7 @@ from typing import Any
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
+from qwenedit.extend.factory import load_prompt_extender
 from qwenedit.runtime import Runtime
 from qwenedit.worker.reaper import run_reaper
 from qwenedit.worker.runner import Worker
@@ -64,11 +65,15 @@ class Background:
     async def _worker(self, worker_id: str, load_engine: EngineLoader) -> None:
         log.info("worker %s: loading the %s engine", worker_id, self._rt.settings.engine)
         engine = await asyncio.to_thread(load_engine, self._rt.settings)
+        extender = load_prompt_extender(self._rt.settings, engine)
+        log.info("worker %s: prompt extension %s", worker_id, extender.name if extender else "off")
         self.engines_loaded += 1
         try:
-            await Worker(self._rt, engine, worker_id).run(self.stop)
+            await Worker(self._rt, engine, worker_id, extender).run(self.stop)
         finally:
             self.engines_loaded -= 1
+            if extender is not None:
+                extender.close()
             await asyncio.to_thread(engine.close)
 
     async def shutdown(self) -> None:

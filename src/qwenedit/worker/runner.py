@@ -21,6 +21,7 @@ from qwenedit.errors import (
     TaskFailure,
     WorkerStopping,
 )
+from qwenedit.extend.base import PromptExtender
 from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
@@ -37,10 +38,18 @@ WATCH_TICK_SECONDS = 0.5
 class StoredResult:
     keys: tuple[str, ...]
     engine_seconds: float
+    actual_prompt: str | None
 
 
 class Worker:
-    def __init__(self, runtime: Runtime, engine: Engine, worker_id: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        engine: Engine,
+        worker_id: str,
+        extender: PromptExtender | None = None,
+    ) -> None:
+        self._extender = extender
         self._rt = runtime
         self._settings = runtime.settings
         self._engine = engine
@@ -99,8 +108,10 @@ class Worker:
         run.advance(progress.INPUTS_FETCHED)
         run.check()
         width, height = output_size(task.params.size, images[-1].size)
+        actual_prompt = await self._extend(task, images)
+        run.check()
         job = EditJob(
-            prompt=task.params.prompt,
+            prompt=actual_prompt or task.params.prompt,
             images=tuple(images),
             n=task.params.n,
             width=width,
@@ -115,7 +126,30 @@ class Worker:
             raise TaskFailure("generation_failed_no_content", "The engine produced no image")
         keys = await self._store(task, output)
         run.advance(progress.STORED)
-        return StoredResult(keys=keys, engine_seconds=output.pipeline_seconds)
+        return StoredResult(
+            keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
+        )
+
+    async def _extend(self, task: TaskRecord, images: list[Image.Image]) -> str | None:
+        """The rewritten prompt, or ``None`` to go on with the original (off, failed, slow)."""
+        if not task.params.prompt_extend or self._extender is None:
+            return None
+        started = time.monotonic()
+        try:
+            rewritten = await asyncio.wait_for(
+                asyncio.to_thread(self._extender.extend, task.params.prompt, images),
+                timeout=self._settings.prompt_extend_timeout,
+            )
+        except TimeoutError:
+            rewritten = None
+        log.info(
+            "task %s: prompt extension (%s) %s in %.2fs",
+            task.id,
+            self._extender.name,
+            "rewrote the prompt" if rewritten else "kept the original prompt",
+            time.monotonic() - started,
+        )
+        return rewritten
 
     async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
         images: list[Image.Image] = []
@@ -163,7 +197,7 @@ class Worker:
             task.attempt,
             result_keys=result.keys,
             images_produced=len(result.keys),
-            actual_prompt=None,
+            actual_prompt=result.actual_prompt,
             engine_seconds=result.engine_seconds,
         )
         if final is None:
