@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     tiny_render_size: int = Field(64, ge=32, le=1024)
     torch_threads: int | None = None
 
+    remote_url: str | None = None
+    """Base URL of an OpenAI-style image-edit server for ``--engine remote``."""
+    remote_api_key: SecretStr | None = None
+    remote_model: str | None = None
+    remote_dialect: Literal["openai", "sglang", "vllm-omni"] = "openai"
+    remote_timeout: float = 600.0
+
     prompt_extend: Literal["auto", "local", "openai", "off"] = "auto"
     prompt_extend_url: str | None = None
     """Base URL of an OpenAI-compatible chat endpoint with vision, e.g. ``http://host/v1``."""
