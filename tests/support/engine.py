@@ -41,3 +41,10 @@ class SteppingEngine:
 
     def close(self) -> None:
         return None
+
+
+class SettingsEngine(SteppingEngine):
+    """What ``--engine support.engine:SettingsEngine`` loads: called with the settings."""
+
+    def __init__(self, settings: object) -> None:
+        super().__init__(steps=1)
