@@ -34,7 +34,7 @@ app.add_typer(credits_app, name="credits")
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 T = TypeVar("T")
 
@@ -140,6 +140,7 @@ def serve(
         load_engine=None if no_worker else load_engine,
     )
     err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings, options),
         host=host,
@@ -147,6 +148,12 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    it found; this one makes that a clean exit (status 0), which supervisors expect."""
+    raise SystemExit(0)
 
 
 async def _noop(_: AccountRepo) -> None:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ from support.images import data_uri, png_bytes
 
 pytestmark = pytest.mark.slow
 QWENEDIT = str(Path(sys.executable).with_name("qwenedit"))
+
+
+@pytest.fixture
+def closing() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
 
 
 def free_port() -> int:
@@ -103,7 +109,7 @@ def balance(env: dict[str, str]) -> Any:
     return json.loads(shown.stdout)["balance"]
 
 
-def test_serve_tiny_engine_end_to_end(tmp_path: Path) -> None:
+def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = environment(tmp_path / "data")
@@ -114,6 +120,7 @@ def test_serve_tiny_engine_end_to_end(tmp_path: Path) -> None:
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 120, "readyz")
         key = create_key(env, credits=5)
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        closing.callback(client.close)
         body = {
             "model": "qwen-image-edit-plus",
             "prompt": "add a hat",
@@ -161,7 +168,9 @@ def test_serve_refuses_qwen_engine_without_cuda(tmp_path: Path) -> None:
     assert "--engine tiny" in done.stderr
 
 
-def test_sigkilled_worker_task_completes_on_another_billed_once(tmp_path: Path) -> None:
+def test_sigkilled_worker_task_completes_on_another_billed_once(
+    tmp_path: Path, closing: ExitStack
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = environment(
@@ -181,6 +190,7 @@ def test_sigkilled_worker_task_completes_on_another_billed_once(tmp_path: Path) 
             client = httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
             )
+            closing.callback(client.close)
             with process(["worker"], env, tmp_path / "worker-a.log") as worker_a:
                 task = client.post(
                     "/v1/images/generations",
