@@ -39,7 +39,31 @@ out = Console()
 T = TypeVar("T")
 
 EngineOption = Annotated[
-    str | None, typer.Option("--engine", help="qwen (the real model, CUDA) or tiny (CPU, offline)")
+    str | None,
+    typer.Option(
+        "--engine",
+        help="qwen (the real model, CUDA), tiny (CPU, offline), remote, or module:Class",
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option(help="Hub id or local directory of the model")]
+DeviceOption = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cuda:1, cpu")]
+DtypeOption = Annotated[str | None, typer.Option(help="bfloat16 (default), float16, float32")]
+StepsOption = Annotated[int | None, typer.Option(help="Denoising steps (default 40)")]
+CfgOption = Annotated[float | None, typer.Option(help="true_cfg_scale (default 4.0)")]
+FastOption = Annotated[
+    int | None, typer.Option(help="Lightning mode: 8 or 4 steps, distilled LoRA, CFG off")
+]
+OffloadOption = Annotated[
+    str | None, typer.Option(help="none | model | group | sequential (see qwenedit doctor)")
+]
+VaeTilingOption = Annotated[
+    bool | None, typer.Option("--vae-tiling/--no-vae-tiling", help="Decode in tiles")
+]
+CompileOption = Annotated[
+    bool | None, typer.Option("--compile/--no-compile", help="torch.compile the transformer")
+]
+WarmupOption = Annotated[
+    bool | None, typer.Option("--warmup/--no-warmup", help="One edit at start (default on)")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
 
@@ -105,6 +129,19 @@ def _engine_settings(settings: Settings) -> Settings:
 
 
 @app.command()
+def doctor(as_json: JsonOption = False) -> None:
+    """Print the GPU, its free memory, library versions and the engine configuration that fits."""
+    from qwenedit.doctor import inspect_machine
+
+    report = inspect_machine()
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    for label, value in report.lines():
+        out.print(f"[bold]{label}:[/] {value}", highlight=False)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
@@ -117,6 +154,16 @@ def serve(
     engine: EngineOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process")] = 1,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    steps: StepsOption = None,
+    true_cfg_scale: CfgOption = None,
+    fast: FastOption = None,
+    offload: OffloadOption = None,
+    vae_tiling: VaeTilingOption = None,
+    compile: CompileOption = None,
+    warmup: WarmupOption = None,
 ) -> None:
     """Run the API, embedded worker(s) and the reaper in one process."""
     import uvicorn
@@ -125,7 +172,21 @@ def serve(
     from qwenedit.engines.registry import check_engine_available, load_engine
     from qwenedit.runtime import default_public_url
 
-    settings = _engine_settings(_settings(engine=engine))
+    settings = _engine_settings(
+        _settings(
+            engine=engine,
+            model=model,
+            device=device,
+            dtype=dtype,
+            steps=steps,
+            true_cfg_scale=true_cfg_scale,
+            fast=fast,
+            offload=offload,
+            vae_tiling=vae_tiling,
+            compile=compile,
+            warmup=warmup,
+        )
+    )
     _setup_logging(settings)
     if not no_worker:
         try:
@@ -164,13 +225,35 @@ async def _noop(_: AccountRepo) -> None:
 def worker(
     engine: EngineOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process")] = 1,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    steps: StepsOption = None,
+    true_cfg_scale: CfgOption = None,
+    fast: FastOption = None,
+    offload: OffloadOption = None,
+    vae_tiling: VaeTilingOption = None,
+    compile: CompileOption = None,
+    warmup: WarmupOption = None,
 ) -> None:
     """Run worker loop(s) and the reaper alone, against a shared database."""
     from qwenedit.engines.registry import check_engine_available, load_engine
     from qwenedit.runtime import default_public_url, open_runtime
     from qwenedit.worker.background import Background
 
-    settings = _settings(engine=engine)
+    settings = _settings(
+        engine=engine,
+        model=model,
+        device=device,
+        dtype=dtype,
+        steps=steps,
+        true_cfg_scale=true_cfg_scale,
+        fast=fast,
+        offload=offload,
+        vae_tiling=vae_tiling,
+        compile=compile,
+        warmup=warmup,
+    )
     _setup_logging(settings)
     try:
         check_engine_available(settings)

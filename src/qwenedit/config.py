@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     true_cfg_scale: float = 4.0
     max_batch: int = Field(6, ge=1, le=6)
     tiny_render_size: int = Field(64, ge=32, le=1024)
+    fast: Literal[0, 4, 8] = 0
+    """Lightning mode: 4 or 8 steps with the distilled LoRA and CFG off; 0 is off."""
+    lightning_lora: str | None = None
+    """The Lightning LoRA: a hub repository or a local ``.safetensors`` file (default: the file
+    for the model's version in ``lightx2v/Qwen-Image-Lightning``)."""
+    offload: Literal["none", "model", "group", "sequential"] = "none"
+    vae_tiling: bool = False
+    compile: bool = False
+    warmup: bool = True
+    """Run one edit at start so the first user request is not the slow one."""
     torch_threads: int | None = None
 
     remote_url: str | None = None

@@ -20,6 +20,7 @@ from PIL import Image
 
 from qwenedit.engines.base import EditJob, EditOutput, StepCallback
 from qwenedit.errors import TaskFailure
+from qwenedit.extend.local_vlm import LocalVlmExtender
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class DiffusersEngine:
         true_cfg_scale: float,
         max_batch: int,
         render_size: int | None = None,
+        extends_prompts: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.name = name
@@ -55,7 +57,32 @@ class DiffusersEngine:
         self._true_cfg_scale = true_cfg_scale
         self._max_batch = max_batch
         self._render_size = render_size
+        self._extends_prompts = extends_prompts
         self._lock = threading.Lock()
+
+    def local_prompt_extender(self) -> LocalVlmExtender | None:
+        """The pipeline's own Qwen2.5-VL as prompt rewriter, for engines whose VLM is real
+        (not the tiny engine's random one)."""
+        if not self._extends_prompts:
+            return None
+        return LocalVlmExtender(self.pipeline, self._lock, self._vlm_images)
+
+    def warm_up(self) -> None:
+        """One edit at the usual size before serving: CUDA kernels, allocator pools and a
+        compiled transformer are ready when the first user request arrives."""
+        started = time.perf_counter()
+        image = Image.new("RGB", (1024, 1024), (128, 128, 128))
+        warm = EditJob(
+            prompt="warm up",
+            images=(image,),
+            n=1,
+            width=1024,
+            height=1024,
+            negative_prompt=None,
+            seed=0,
+        )
+        self.edit(warm, lambda done, total: None)
+        log.info("engine %s warmed up in %.1fs", self.name, time.perf_counter() - started)
 
     def edit(self, job: EditJob, on_step: StepCallback) -> EditOutput:
         with self._lock:

@@ -10,6 +10,12 @@ import torch
 from diffusers import QwenImageEditPlusPipeline
 
 from qwenedit.config import Settings
+from qwenedit.engines.qwen_options import (
+    apply_compile,
+    apply_lightning,
+    apply_placement,
+    apply_vae_tiling,
+)
 from qwenedit.engines.vl_processor import ImageOnlyQwenProcessor
 from qwenedit.errors import ConfigError
 
@@ -33,13 +39,26 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def check_qwen_available(settings: Settings) -> None:
-    """The cheap checks, before anything is loaded: a usable device and dtype."""
+    """The cheap checks, before anything is loaded: a usable device, dtype and diffusers."""
     resolve_dtype(settings.dtype)
+    check_diffusers_version(settings.model)
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
             "The qwen engine needs a CUDA GPU and none was found. Run with --engine tiny for "
             "the CPU test engine (the real pipeline with tiny random weights), --engine remote "
             "to use a model server elsewhere, or --device cpu to try the real model on the CPU."
+        )
+
+
+def check_diffusers_version(model: str) -> None:
+    """QwenImageEditPlusPipeline came in diffusers 0.36; Edit-2511 needs 0.37 or newer."""
+    import diffusers
+    from packaging.version import Version
+
+    needed = "0.37.0" if "2511" in model else "0.36.0"
+    if Version(diffusers.__version__) < Version(needed):
+        raise ConfigError(
+            f"{model} needs diffusers {needed} or newer; this is {diffusers.__version__}"
         )
 
 
@@ -62,6 +81,19 @@ def load_qwen_pipeline(settings: Settings) -> QwenImageEditPlusPipeline:
         )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"Cannot load the model {model!r}: {exc}") from exc
-    pipeline.to(settings.device)
     pipeline.set_progress_bar_config(disable=True)
+    if settings.fast:
+        apply_lightning(pipeline, model=model, steps=settings.fast, lora=settings.lightning_lora)
+    apply_placement(pipeline, offload=settings.offload, device=settings.device)
+    if settings.vae_tiling:
+        apply_vae_tiling(pipeline)
+    if settings.compile:
+        apply_compile(pipeline)
     return pipeline
+
+
+def qwen_steps_and_cfg(settings: Settings) -> tuple[int, float]:
+    """Lightning runs its own step count with CFG off; otherwise the configured values."""
+    if settings.fast:
+        return settings.fast, 1.0
+    return settings.steps, settings.true_cfg_scale

@@ -17,10 +17,7 @@ from qwenedit.errors import ConfigError
 log = logging.getLogger(__name__)
 
 LIGHTNING_REPOSITORY = "lightx2v/Qwen-Image-Lightning"
-LIGHTNING_FILES = {
-    "2509": "Qwen-Image-Edit-2509/Qwen-Image-Edit-2509-Lightning-{steps}steps-V1.0-bf16.safetensors",
-    "2511": "Qwen-Image-Edit-2511/Qwen-Image-Edit-2511-Lightning-{steps}steps-V1.0-bf16.safetensors",
-}
+LIGHTNING_FILE = "Qwen-Image-Edit-{version}/Qwen-Image-Edit-{version}-Lightning-{steps}steps-V1.0-bf16.safetensors"  # noqa: E501
 """The LoRA file per model version in the Lightning repository (override: ``LIGHTNING_LORA``)."""
 
 LIGHTNING_SCHEDULER: dict[str, Any] = {
@@ -53,7 +50,7 @@ def lightning_source(model: str, steps: int, lora: str | None) -> tuple[str, str
             return str(path.parent), path.name
         return lora, None
     version = "2511" if "2511" in model else "2509"
-    return LIGHTNING_REPOSITORY, LIGHTNING_FILES[version].format(steps=steps)
+    return LIGHTNING_REPOSITORY, LIGHTNING_FILE.format(version=version, steps=steps)
 
 
 def apply_lightning(

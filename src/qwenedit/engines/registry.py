@@ -55,15 +55,20 @@ def load_engine(settings: Settings) -> Engine:
             max_batch=settings.max_batch,
             render_size=settings.tiny_render_size,
         )
-    from qwenedit.engines.qwen import load_qwen_pipeline
+    from qwenedit.engines.qwen import load_qwen_pipeline, qwen_steps_and_cfg
 
-    return DiffusersEngine(
+    steps, true_cfg_scale = qwen_steps_and_cfg(settings)
+    engine = DiffusersEngine(
         load_qwen_pipeline(settings),
         name="qwen",
-        steps=settings.steps,
-        true_cfg_scale=settings.true_cfg_scale,
+        steps=steps,
+        true_cfg_scale=true_cfg_scale,
         max_batch=settings.max_batch,
+        extends_prompts=True,
     )
+    if settings.warmup:
+        engine.warm_up()
+    return engine
 
 
 def _remote(settings: Settings) -> Engine:
