@@ -230,3 +230,18 @@ async def test_https_uses_sni_and_the_ca_bundle(authority: trustme.CA, tmp_path:
         assert len(receiver.received) == 1
         assert receiver.received[0].body == b'{"a":1}'
         assert receiver.received[0].headers["x-test"] == "1"
+
+
+async def test_post_reads_only_the_start_of_a_huge_answer(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.answers["/hook"] = Answer(status=200, body=b"z" * 20_000_000, chunked=True)
+    client = GuardedClient(
+        settings(tmp_path, allow_private_network="127.0.0.0/8", allow_insecure_callbacks=True)
+    )
+    started = time.monotonic()
+    try:
+        assert await client.post(server.url("hook"), b"{}", {}, deadline=5) == 200
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started < 2.0
