@@ -100,6 +100,8 @@ def running_server(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    # an API-only server is never "ready" (no engine, no worker of its own): wait for it to serve
+    probe = "/healthz" if "--no-worker" in serve_args else "/readyz"
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -108,7 +110,7 @@ def running_server(
                     f"the server exited with {server.returncode}; see {data_dir / 'server.log'}"
                 )
             try:
-                if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{base_url}{probe}", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
