@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     secret_key: SecretStr | None = None
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     engine: str = "qwen"
     model: str = "Qwen/Qwen-Image-Edit-2509"

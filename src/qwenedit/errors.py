@@ -2,6 +2,15 @@
 
     QwenEditError
     ├── ConfigError            settings that cannot work (bad value, missing secret, no CUDA)
+    ├── DomainError            a rule of the domain or the store said no; services map it to an
+    │   │                      ApiError (the store never speaks HTTP)
+    │   ├── AccountNotFound        no account with that id or name
+    │   ├── QuotaExceeded          the balance does not cover the amount (nothing moved)
+    │   ├── TaskNotFound           no such task for this account, or past retention
+    │   ├── TaskAlreadyFinished    the task is terminal
+    │   ├── ActiveTaskLimitReached the account has its maximum of active tasks
+    │   ├── QueueFull              the queue has its maximum of pending tasks
+    │   └── IdempotencyConflict    the key was used with another request
     ├── ApiError               an HTTP answer in the error envelope (DESIGN §4.5)
     │   ├── InvalidRequest         400 invalid_request_error (also 409 conflicts)
     │   ├── AuthenticationFailed   401
@@ -13,15 +22,17 @@
     │   ├── RequestTooLarge        413
     │   ├── RateLimited            429 (Retry-After)
     │   └── ServiceUnavailable     503 (Retry-After)
-    ├── TaskFailure            ends a task as ``failed`` with a wire error code (DESIGN §4.2)
-    │   ├── TaskCancelled          request_cancelled: raised from the step callback
-    │   └── WorkerStopping         the worker is shutting down and hands the task back
+    ├── TaskFailure            ends a task as ``failed`` with an ``ErrorCode`` (DESIGN §4.2)
+    │   └── TaskCancelled          request_cancelled: raised from the step callback
+    ├── WorkerStopping         control signal, not a failure: the worker hands the task back
     └── OutboundRefused        the guarded client refused a URL (scheme, address, size)
 
 A ``TaskFailure`` carries a message safe to show the task's owner: never an internal address.
 """
 
 from __future__ import annotations
+
+from qwenedit.domain.task import ErrorCode
 
 
 class QwenEditError(Exception):
@@ -30,6 +41,53 @@ class QwenEditError(Exception):
 
 class ConfigError(QwenEditError):
     """The configuration cannot work; the message says what to change."""
+
+
+class DomainError(QwenEditError):
+    """A rule said no. Carries facts, not client text: services word the answer."""
+
+
+class AccountNotFound(DomainError):
+    def __init__(self, account: int | str) -> None:
+        super().__init__(f"no account {account!r}")
+        self.account = account
+
+
+class QuotaExceeded(DomainError):
+    def __init__(self, needed_milli: int, balance_milli: int) -> None:
+        super().__init__(f"needs {needed_milli} milli-credits, the balance is {balance_milli}")
+        self.needed_milli = needed_milli
+        self.balance_milli = balance_milli
+
+
+class TaskNotFound(DomainError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id}")
+        self.task_id = task_id
+
+
+class TaskAlreadyFinished(DomainError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} has already finished")
+        self.task_id = task_id
+
+
+class ActiveTaskLimitReached(DomainError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} active tasks per account")
+        self.limit = limit
+
+
+class QueueFull(DomainError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} pending tasks")
+        self.limit = limit
+
+
+class IdempotencyConflict(DomainError):
+    def __init__(self, key: str) -> None:
+        super().__init__("the idempotency key was used with a different request")
+        self.key = key
 
 
 class ApiError(QwenEditError):
@@ -115,25 +173,22 @@ class InternalError(ApiError):
 
 
 class TaskFailure(QwenEditError):
-    """Ends a task ``failed`` with ``code`` (a DESIGN §4.2 error code) and a user-safe message."""
+    """Ends a task ``failed`` with ``code`` and a message safe to show its owner."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
 
 
 class TaskCancelled(TaskFailure):
     def __init__(self, message: str = "The task was cancelled") -> None:
-        super().__init__("request_cancelled", message)
+        super().__init__(ErrorCode.REQUEST_CANCELLED, message)
 
 
-class WorkerStopping(TaskFailure):
-    """Raised from the step callback when a stopping worker gives its task back to the queue
-    (it is released, not failed; the code is only used if the release itself fails)."""
-
-    def __init__(self) -> None:
-        super().__init__("service_unavailable", "The worker shut down during the task")
+class WorkerStopping(QwenEditError):
+    """Raised from the step callback when a stopping worker gives its task back to the queue:
+    the task is released, not failed."""
 
 
 class OutboundRefused(QwenEditError):

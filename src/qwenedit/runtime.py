@@ -1,9 +1,8 @@
-"""The wired-up server: one object holding the database, repositories, blob store and services
-that the API, the workers and the reaper share."""
+"""The wired-up services of one process: the database, repositories, blob store and the use
+cases that the API, the workers and the housekeeping loops share."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from qwenedit.blobs.base import BlobStore
@@ -14,17 +13,20 @@ from qwenedit.media.resolver import Resolver
 from qwenedit.metrics import Metrics
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
+from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.files import FileRepo
 from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.outbox import OutboxRepo
+from qwenedit.store.queue import QueueRepo
+from qwenedit.store.retention import RetentionRepo
+from qwenedit.store.task_stats import TaskStats
 from qwenedit.store.tasks import TaskRepo
 from qwenedit.store.workers import WorkerRepo
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,16 +35,21 @@ class Runtime:
     db: Database
     accounts: AccountRepo
     tasks: TaskRepo
+    queue: QueueRepo
+    stats: TaskStats
+    retention: RetentionRepo
     workers: WorkerRepo
+    outbox: OutboxRepo
     blobs: BlobStore
+    client: GuardedClient
+    metrics: Metrics
+    engines: LocalEngines
     presenter: TaskPresenter
     edits: EditService
     uploads: UploadService
-    outbox: OutboxRepo
     callbacks: CallbackService
-    client: GuardedClient
-    metrics: Metrics
-    secret: bytes
+    results: ResultService
+    operations: OperationsService
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -71,35 +78,53 @@ async def open_runtime(
         await db.close()
         raise
     presenter = TaskPresenter(public_url=public_url, secret=secret, result_ttl=settings.result_ttl)
-    tasks = TaskRepo(db, presenter.final_view)
+    tasks = TaskRepo(db)
+    stats = TaskStats(db)
     workers = WorkerRepo(db)
+    outbox = OutboxRepo(db)
     blobs = LocalBlobStore(settings.data_dir / "blobs")
     client = GuardedClient(settings, resolver=resolver)
+    metrics = Metrics()
+    engines = LocalEngines()
     uploads = UploadService(
         settings=settings, files=FileRepo(db), blobs=blobs, public_url=public_url
     )
     edits = EditService(
         settings=settings,
         tasks=tasks,
+        stats=stats,
         workers=workers,
         presenter=presenter,
         uploads=uploads,
         url_checker=client,
     )
-    outbox = OutboxRepo(db)
+    operations = OperationsService(
+        db=db,
+        stats=stats,
+        workers=workers,
+        metrics=metrics,
+        engines=engines,
+        worker_alive_seconds=3 * settings.heartbeat_seconds,
+        metrics_token=settings.metrics_token,
+    )
     return Runtime(
         settings=settings,
         db=db,
         accounts=AccountRepo(db),
         tasks=tasks,
+        queue=QueueRepo(db),
+        stats=stats,
+        retention=RetentionRepo(db),
         workers=workers,
+        outbox=outbox,
         blobs=blobs,
+        client=client,
+        metrics=metrics,
+        engines=engines,
         presenter=presenter,
         edits=edits,
         uploads=uploads,
-        outbox=outbox,
         callbacks=CallbackService(settings=settings, tasks=tasks, outbox=outbox),
-        client=client,
-        metrics=Metrics(),
-        secret=secret,
+        results=ResultService(blobs=blobs, secret=secret),
+        operations=operations,
     )

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,8 +26,12 @@ from qwenedit.domain.task import TaskParams, TaskRecord, new_task_id
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.migrate import ensure_schema, upgrade
+from qwenedit.store.outbox import OutboxRepo
+from qwenedit.store.queue import QueueRepo
+from qwenedit.store.retention import RetentionRepo
 from qwenedit.store.tables import metadata
-from qwenedit.store.tasks import NewTask, TaskRepo
+from qwenedit.store.task_stats import TaskStats
+from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
 
 PG_HOST = "postgresql://postgres@127.0.0.1:5432"
 T = TypeVar("T")
@@ -129,13 +134,29 @@ def accounts(db: Database) -> AccountRepo:
     return AccountRepo(db)
 
 
-def callback_body(task: TaskRecord) -> dict[str, Any]:
-    return {"id": task.id, "status": task.status.value, "used_milli": task.used_milli}
+@dataclass(frozen=True)
+class Store:
+    """The task repositories over one database, as the runtime wires them."""
+
+    tasks: TaskRepo
+    queue: QueueRepo
+    stats: TaskStats
+    retention: RetentionRepo
+    outbox: OutboxRepo
+
+    async def create(
+        self, new: NewTask, limits: Limits = Limits(), idempotency: IdempotencyKey | None = None
+    ) -> TaskRecord:
+        return (await self.tasks.create(new, limits, idempotency)).task
+
+
+def store_of(db: Database) -> Store:
+    return Store(TaskRepo(db), QueueRepo(db), TaskStats(db), RetentionRepo(db), OutboxRepo(db))
 
 
 @pytest.fixture
-def tasks(db: Database) -> TaskRepo:
-    return TaskRepo(db, callback_body)
+def store(db: Database) -> Store:
+    return store_of(db)
 
 
 @pytest.fixture
@@ -163,7 +184,7 @@ def new_task() -> Callable[..., NewTask]:
             id=new_task_id(int(created_at.timestamp())),
             account_id=account_id,
             params=params,
-            reserve_milli=n * price_milli,
+            price_milli=price_milli,
             created_at=created_at,
         )
         made.append(task)

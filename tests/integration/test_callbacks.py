@@ -258,7 +258,7 @@ async def test_bad_callback_urls_are_refused_at_create(
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == "callback_url"
         assert "10." not in response.json()["error"]["message"]
-        assert sum((await app.runtime.tasks.counts_by_status()).values()) == 0
+        assert sum((await app.runtime.stats.counts_by_status()).values()) == 0
 
 
 async def test_dns_changed_after_create_is_refused_at_delivery(

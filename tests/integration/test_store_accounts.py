@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from qwenedit.errors import InsufficientQuota, NotFound
+from qwenedit.errors import AccountNotFound, QuotaExceeded
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.workers import WorkerRepo
@@ -43,11 +43,12 @@ async def test_grants_move_the_balance_and_never_below_zero(accounts: AccountRep
     acme = await accounts.ensure("acme")
     assert (await accounts.grant(acme.id, 2500, "top up")).balance_milli == 2500
     assert (await accounts.grant(acme.id, -1000, "take back")).balance_milli == 1500
-    with pytest.raises(InsufficientQuota, match=r"cannot take 1\.501 credits, the balance is 1\.5"):
+    with pytest.raises(QuotaExceeded) as refused:
         await accounts.grant(acme.id, -1501, "too much")
+    assert (refused.value.needed_milli, refused.value.balance_milli) == (1501, 1500)
     assert (await accounts.grant(acme.id, -1500, "all of it")).balance_milli == 0
     assert await accounts.ledger_sum(acme.id) == 0
-    with pytest.raises(NotFound):
+    with pytest.raises(AccountNotFound):
         await accounts.grant(acme.id + 1000, 1, "nobody")
 
 
@@ -61,7 +62,7 @@ async def test_concurrent_grants_and_takes_keep_balance_equal_to_ledger(
     async def move(amount: int) -> int:
         try:
             await accounts.grant(acme.id, amount, "race")
-        except InsufficientQuota:
+        except QuotaExceeded:
             return 0
         return amount
 

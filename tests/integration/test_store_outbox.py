@@ -8,25 +8,23 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
+from integration.conftest import Store
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.outbox import AttemptOutcome, OutboxRepo
 from qwenedit.store.tables import outbox as outbox_table
-from qwenedit.store.tasks import NewTask, TaskRepo
+from qwenedit.store.tasks import NewTask
 
-NO_LIMITS = {"max_active_per_account": None, "max_queue_depth": None}
 FAILED_503 = AttemptOutcome(status_code=503, error=None, duration_ms=5)
 
 
 async def finished_with_callback(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+    accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> tuple[str, int]:
     account = await accounts.ensure("acme")
     await accounts.grant(account.id, 5000, "test")
-    created = await tasks.create(
-        new_task(account.id, callback_url="https://hooks.example.com/x"), **NO_LIMITS
-    )
-    await tasks.cancel(created.id, account.id)
+    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    await store.tasks.cancel(created.id, account.id)
     return created.id, account.id
 
 
@@ -36,9 +34,9 @@ async def make_due(db: Database) -> None:
 
 
 async def test_claims_are_exclusive_and_follow_the_schedule(
-    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
-    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
     claims = await asyncio.gather(*(repo.claim(15.0) for _ in range(4)))
     [delivery] = [claim for claim in claims if claim is not None]
@@ -75,9 +73,9 @@ async def test_claims_are_exclusive_and_follow_the_schedule(
 
 
 async def test_success_ends_it_and_stale_records_change_nothing(
-    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
-    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
     first = await repo.claim(0.0)  # a lease that runs out at once: its dispatcher "died"
     assert first is not None
@@ -93,10 +91,10 @@ async def test_success_ends_it_and_stale_records_change_nothing(
     assert len(record["attempts"]) == 2
 
 
-async def test_redeliver_queues_the_same_body_again(
-    db: Database, accounts: AccountRepo, tasks: TaskRepo, new_task: Callable[..., NewTask]
+async def test_redeliver_queues_the_same_task_again(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
-    task_id, owner = await finished_with_callback(accounts, tasks, new_task)
+    task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
     first = await repo.claim(15.0)
     assert first is not None
@@ -105,5 +103,5 @@ async def test_redeliver_queues_the_same_body_again(
     assert await repo.redeliver(task_id, owner) is not None
     again = await repo.claim(15.0)
     assert again is not None
-    assert (again.body, again.attempt) == (first.body, 1)
+    assert (again.task, again.url, again.attempt) == (first.task, first.url, 1)
     assert again.id != first.id

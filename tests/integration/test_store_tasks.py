@@ -10,15 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from qwenedit.domain.task import TaskRecord, TaskStatus
-from qwenedit.errors import Conflict, InsufficientQuota, NotFound, RateLimited, ServiceUnavailable
+from integration.conftest import Store, store_of
+from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
+from qwenedit.errors import (
+    ActiveTaskLimitReached,
+    IdempotencyConflict,
+    QueueFull,
+    QuotaExceeded,
+    TaskAlreadyFinished,
+    TaskNotFound,
+)
 from qwenedit.store.accounts import Account, AccountRepo
 from qwenedit.store.database import Database
+from qwenedit.store.queue import Reaped
 from qwenedit.store.tables import tasks as task_table
-from qwenedit.store.tasks import IdempotencyKey, NewTask, TaskRepo
+from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask
 
 NewTaskFactory = Callable[..., NewTask]
-NO_LIMITS = {"max_active_per_account": None, "max_queue_depth": None}
 EXPIRED = -1.0
 """A lease that has already run out, so the reaper sees it at once."""
 
@@ -36,18 +44,18 @@ async def balance(accounts: AccountRepo, account: Account) -> int:
     return current.balance_milli
 
 
-async def claimed(tasks: TaskRepo, worker: str = "w1", lease: float = 60.0) -> TaskRecord:
-    task = await tasks.claim(worker, lease)
+async def claimed(store: Store, worker: str = "w1", lease: float = 60.0) -> TaskRecord:
+    task = await store.queue.claim(worker, lease)
     assert task is not None
     return task
 
 
 async def test_create_reserves_and_complete_charges_what_was_produced(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=5)
     new = new_task(acme.id, n=3, callback_url="https://hooks.example.com/done")
-    created = await tasks.create(new, **NO_LIMITS)
+    created = await store.create(new)
     assert (created.status, created.attempt, created.progress) == (TaskStatus.PENDING, 0, 0)
     assert (created.reserved_milli, created.used_milli, created.user_group) == (
         3000,
@@ -58,16 +66,15 @@ async def test_create_reserves_and_complete_charges_what_was_produced(
     assert created.created_at == new.created_at
     assert await balance(accounts, acme) == 2000
 
-    task = await claimed(tasks)
+    task = await claimed(store)
     assert (task.id, task.status, task.attempt, task.worker_id) == (new.id, "processing", 1, "w1")
     assert task.lease_expires_at is not None and task.started_at is not None
     assert task.lease_expires_at > task.started_at
-    done = await tasks.complete(
+    done = await store.tasks.complete(
         task.id,
         "w1",
         1,
         result_keys=[f"{task.id}/1/0.png", f"{task.id}/1/1.png"],
-        images_produced=2,
         actual_prompt="a blue thing",
         engine_seconds=1.5,
     )
@@ -77,40 +84,41 @@ async def test_create_reserves_and_complete_charges_what_was_produced(
     assert (done.actual_prompt, done.engine_seconds) == ("a blue thing", 1.5)
     assert done.finished_at is not None and done.finished_at.tzinfo is UTC
     assert await balance(accounts, acme) == 3000  # 5 - 3 reserved + 1 refunded
-    [callback] = await tasks.pending_outbox(task.id)
+    [callback] = await store.outbox.pending(task.id)
     assert callback["url"] == "https://hooks.example.com/done"
-    assert callback["body"] == {"id": task.id, "status": "completed", "used_milli": 2000}
-    assert await tasks.get(task.id, acme.id, retention_seconds=3600) == done
-    assert await tasks.recent_task_seconds() is not None
+    assert (callback["task_id"], callback["status"]) == (task.id, "pending")  # body made at send
+    assert await store.tasks.get(task.id, acme.id, retention_seconds=3600) == done
+    assert await store.stats.recent_task_seconds() is not None
 
 
 async def test_all_produced_means_no_refund_row(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=2)
-    created = await tasks.create(new_task(acme.id, n=2), **NO_LIMITS)
-    task = await claimed(tasks)
-    done = await tasks.complete(
+    created = await store.create(new_task(acme.id, n=2))
+    task = await claimed(store)
+    done = await store.tasks.complete(
         task.id,
         "w1",
         1,
         result_keys=["a", "b"],
-        images_produced=2,
         actual_prompt=None,
         engine_seconds=0.1,
     )
     assert done is not None and done.used_milli == 2000
     assert await balance(accounts, acme) == 0
-    assert await tasks.pending_outbox(created.id) == []  # no callback_url, no outbox row
+    assert await store.outbox.pending(created.id) == []  # no callback_url, no outbox row
 
 
 async def test_fail_refunds_in_full(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=3)
-    await tasks.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"), **NO_LIMITS)
-    task = await claimed(tasks)
-    failed = await tasks.fail(task.id, "w1", 1, "image_processing_error", "Image 1: not an image")
+    await store.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"))
+    task = await claimed(store)
+    failed = await store.tasks.fail(
+        task.id, "w1", 1, ErrorCode.IMAGE_PROCESSING_ERROR, "Image 1: not an image"
+    )
     assert failed is not None
     assert (failed.status, failed.used_milli) == (TaskStatus.FAILED, 0)
     assert (failed.error_code, failed.error_message) == (
@@ -118,38 +126,38 @@ async def test_fail_refunds_in_full(
         "Image 1: not an image",
     )
     assert await balance(accounts, acme) == 3000
-    [callback] = await tasks.pending_outbox(task.id)
-    assert callback["body"]["status"] == "failed"
-    assert await tasks.fail(task.id, "w1", 1, "service_error", "again") is None  # resolved once
+    [callback] = await store.outbox.pending(task.id)
+    assert callback["task_id"] == task.id
+    assert (
+        await store.tasks.fail(task.id, "w1", 1, ErrorCode.SERVICE_ERROR, "again") is None
+    )  # resolved once
     assert await balance(accounts, acme) == 3000
 
 
 async def test_concurrent_creates_never_overdraw(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=2)
     news = [new_task(acme.id) for _ in range(3)]
-    results = await asyncio.gather(
-        *(tasks.create(new, **NO_LIMITS) for new in news), return_exceptions=True
-    )
+    results = await asyncio.gather(*(store.create(new) for new in news), return_exceptions=True)
     accepted = [result for result in results if isinstance(result, TaskRecord)]
-    refused = [result for result in results if isinstance(result, InsufficientQuota)]
+    refused = [result for result in results if isinstance(result, QuotaExceeded)]
     assert (len(accepted), len(refused)) == (2, 1), results
-    assert str(refused[0]) == "Insufficient credits: this request needs 1 credits, the balance is 0"
+    assert (refused[0].needed_milli, refused[0].balance_milli) == (1000, 0)
     assert await balance(accounts, acme) == 0
-    assert (await tasks.counts_by_status())["pending"] == 2
+    assert (await store.stats.counts_by_status())["pending"] == 2
 
 
 async def test_concurrent_claimers_never_share_a_task(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     owners = [await funded(accounts, name, credits=10) for name in ("a", "b", "c")]
     for index in range(20):
-        await tasks.create(new_task(owners[index % 3].id), **NO_LIMITS)
+        await store.create(new_task(owners[index % 3].id))
 
     async def claimer(worker: str) -> list[str]:
         got: list[str] = []
-        while (task := await tasks.claim(worker, 60)) is not None:
+        while (task := await store.queue.claim(worker, 60)) is not None:
             assert task.worker_id == worker
             got.append(task.id)
         return got
@@ -157,7 +165,7 @@ async def test_concurrent_claimers_never_share_a_task(
     batches = await asyncio.gather(*(claimer(f"w{index}") for index in range(4)))
     claimed_ids = [task_id for batch in batches for task_id in batch]
     assert len(claimed_ids) == len(set(claimed_ids)) == 20
-    assert await tasks.counts_by_status() == {
+    assert await store.stats.counts_by_status() == {
         "pending": 0,
         "processing": 20,
         "completed": 0,
@@ -171,244 +179,241 @@ async def test_postgresql_claim_skips_a_locked_task_instead_of_waiting(
 ) -> None:
     db = Database.connect(pg_url)
     try:
-        accounts, tasks = AccountRepo(db), TaskRepo(db, lambda task: {})
+        accounts, store = AccountRepo(db), store_of(db)
         acme = await funded(accounts)
-        first = await tasks.create(new_task(acme.id), **NO_LIMITS)
-        second = await tasks.create(new_task(acme.id), **NO_LIMITS)
+        first = await store.create(new_task(acme.id))
+        second = await store.create(new_task(acme.id))
         async with db.transaction() as connection:  # another claimer holds the oldest row
             await connection.execute(
                 select(task_table.c.id).where(task_table.c.id == first.id).with_for_update()
             )
-            got = await asyncio.wait_for(tasks.claim("w2", 60), 10)
+            got = await asyncio.wait_for(store.queue.claim("w2", 60), 10)
         assert got is not None and got.id == second.id
     finally:
         await db.close()
 
 
 async def test_claims_are_fair_across_accounts(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     a = await funded(accounts, "a")
     b = await funded(accounts, "b")
-    a_tasks = [(await tasks.create(new_task(a.id), **NO_LIMITS)).id for _ in range(5)]
-    b_task = (await tasks.create(new_task(b.id), **NO_LIMITS)).id
-    order = [(await claimed(tasks)).id for _ in range(6)]
+    a_tasks = [(await store.create(new_task(a.id))).id for _ in range(5)]
+    b_task = (await store.create(new_task(b.id))).id
+    order = [(await claimed(store)).id for _ in range(6)]
     assert order == [a_tasks[0], b_task, *a_tasks[1:]]
-    assert await tasks.claim("w1", 60) is None
+    assert await store.queue.claim("w1", 60) is None
 
 
 async def test_fenced_out_writes_change_nothing(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=2)
-    await tasks.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"), **NO_LIMITS)
-    task = await claimed(tasks)
-    before = await tasks.get(task.id, acme.id, retention_seconds=3600)
+    await store.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"))
+    task = await claimed(store)
+    before = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
     for worker, attempt in (("w2", 1), ("w1", 2), ("w1", 0)):
-        assert not await tasks.heartbeat(task.id, worker, attempt, 600)
-        assert not await tasks.report_progress(task.id, worker, attempt, 50)
-        assert not await tasks.release(task.id, worker, attempt)
-        assert await tasks.fail(task.id, worker, attempt, "service_error", "x") is None
-        done = await tasks.complete(
+        assert not await store.queue.heartbeat(task.id, worker, attempt, 600)
+        assert not await store.queue.report_progress(task.id, worker, attempt, 50)
+        assert not await store.queue.release(task.id, worker, attempt)
+        assert (
+            await store.tasks.fail(task.id, worker, attempt, ErrorCode.SERVICE_ERROR, "x") is None
+        )
+        done = await store.tasks.complete(
             task.id,
             worker,
             attempt,
             result_keys=["x"],
-            images_produced=1,
             actual_prompt=None,
             engine_seconds=1.0,
         )
         assert done is None
-    assert await tasks.get(task.id, acme.id, retention_seconds=3600) == before
+    assert await store.tasks.get(task.id, acme.id, retention_seconds=3600) == before
     assert await balance(accounts, acme) == 0
-    assert await tasks.pending_outbox(task.id) == []
-    assert await tasks.heartbeat(task.id, "w1", 1, 600)  # the holder still can
+    assert await store.outbox.pending(task.id) == []
+    assert await store.queue.heartbeat(task.id, "w1", 1, 600)  # the holder still can
 
 
 async def test_progress_never_decreases(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts)
-    await tasks.create(new_task(acme.id), **NO_LIMITS)
-    task = await claimed(tasks)
+    await store.create(new_task(acme.id))
+    task = await claimed(store)
     seen = []
     for value in (10, 40, 20, 40, 70, 5):
-        assert await tasks.report_progress(task.id, "w1", 1, value)
-        current = await tasks.get(task.id, acme.id, retention_seconds=3600)
+        assert await store.queue.report_progress(task.id, "w1", 1, value)
+        current = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
         assert current is not None
         seen.append(current.progress)
     assert seen == [10, 40, 40, 40, 70, 70]
 
 
 async def test_heartbeat_extends_the_lease(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts)
-    await tasks.create(new_task(acme.id), **NO_LIMITS)
-    task = await claimed(tasks, lease=EXPIRED)
-    assert await tasks.heartbeat(task.id, "w1", 1, 600)
-    assert await tasks.reap(max_attempts=3) == ([], [])
-    current = await tasks.get(task.id, acme.id, retention_seconds=3600)
+    await store.create(new_task(acme.id))
+    task = await claimed(store, lease=EXPIRED)
+    assert await store.queue.heartbeat(task.id, "w1", 1, 600)
+    assert await store.queue.reap(max_attempts=3) == Reaped([], [])
+    current = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
     assert current is not None and current.lease_expires_at is not None
     assert current.lease_expires_at > datetime.now(UTC) + timedelta(seconds=500)
 
 
 async def test_reap_requeues_then_fails_past_the_attempt_limit(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=2)
-    created = await tasks.create(
-        new_task(acme.id, n=2, callback_url="https://h.example.com/"), **NO_LIMITS
-    )
-    first = await claimed(tasks, "w1", lease=EXPIRED)
-    assert await tasks.report_progress(first.id, "w1", 1, 30)
+    created = await store.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"))
+    first = await claimed(store, "w1", lease=EXPIRED)
+    assert await store.queue.report_progress(first.id, "w1", 1, 30)
 
-    assert await tasks.reap(max_attempts=2) == ([created.id], [])
-    requeued = await tasks.get(created.id, acme.id, retention_seconds=3600)
+    assert await store.queue.reap(max_attempts=2) == Reaped([created.id], [])
+    requeued = await store.tasks.get(created.id, acme.id, retention_seconds=3600)
     assert requeued is not None
     assert (requeued.status, requeued.attempt, requeued.progress) == (TaskStatus.PENDING, 1, 30)
     assert (requeued.worker_id, requeued.lease_expires_at) == (None, None)
-    assert not await tasks.heartbeat(first.id, "w1", 1, 60)  # the lost worker is fenced out
+    assert not await store.queue.heartbeat(first.id, "w1", 1, 60)  # the lost worker is fenced out
 
-    second = await claimed(tasks, "w2", lease=EXPIRED)
+    second = await claimed(store, "w2", lease=EXPIRED)
     assert (second.id, second.attempt, second.started_at) == (created.id, 2, first.started_at)
-    requeued_ids, failed = await tasks.reap(max_attempts=2)
-    assert requeued_ids == []
-    [ended] = failed
+    reaped = await store.queue.reap(max_attempts=2)
+    assert reaped.requeued == []
+    [ended] = reaped.failed
     assert (ended.status, ended.error_code, ended.used_milli) == ("failed", "service_error", 0)
     assert ended.error_message == "The task failed after 2 attempts"
     assert await balance(accounts, acme) == 2000
-    assert len(await tasks.pending_outbox(created.id)) == 1
-    assert await tasks.reap(max_attempts=2) == ([], [])
+    assert len(await store.outbox.pending(created.id)) == 1
+    assert await store.queue.reap(max_attempts=2) == Reaped([], [])
 
 
 async def test_release_hands_the_task_back_without_counting(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts)
-    await tasks.create(new_task(acme.id), **NO_LIMITS)
-    task = await claimed(tasks)
-    assert await tasks.release(task.id, "w1", 1)
-    again = await claimed(tasks, "w2")
+    await store.create(new_task(acme.id))
+    task = await claimed(store)
+    assert await store.queue.release(task.id, "w1", 1)
+    again = await claimed(store, "w2")
     assert (again.id, again.attempt, again.worker_id) == (task.id, 1, "w2")
 
 
 async def test_cancel_pending_and_processing(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=5)
     other = await funded(accounts, "other")
-    first = await tasks.create(new_task(acme.id, n=2), **NO_LIMITS)
-    second = await tasks.create(
-        new_task(acme.id, n=3, callback_url="https://h.example.com/"), **NO_LIMITS
-    )
+    first = await store.create(new_task(acme.id, n=2))
+    second = await store.create(new_task(acme.id, n=3, callback_url="https://h.example.com/"))
     assert await balance(accounts, acme) == 0
 
-    running = await claimed(tasks)
+    running = await claimed(store)
     assert running.id == first.id
-    with pytest.raises(NotFound, match="Task not found or expired"):
-        await tasks.cancel(first.id, other.id)
+    with pytest.raises(TaskNotFound):
+        await store.tasks.cancel(first.id, other.id)
     for task in (second, running):  # pending, then processing
-        cancelled = await tasks.cancel(task.id, acme.id)
+        cancelled = await store.tasks.cancel(task.id, acme.id)
         assert (cancelled.status, cancelled.error_code) == ("failed", "request_cancelled")
         assert cancelled.used_milli == 0
     assert await balance(accounts, acme) == 5000
-    assert len(await tasks.pending_outbox(second.id)) == 1
+    assert len(await store.outbox.pending(second.id)) == 1
 
-    done = await tasks.complete(
+    done = await store.tasks.complete(
         running.id,
         "w1",
         1,
         result_keys=["x"],
-        images_produced=2,
         actual_prompt=None,
         engine_seconds=1.0,
     )
     assert done is None  # the worker finishing late changes nothing
-    assert not await tasks.report_progress(running.id, "w1", 1, 90)
+    assert not await store.queue.report_progress(running.id, "w1", 1, 90)
     assert await balance(accounts, acme) == 5000
-    with pytest.raises(Conflict, match="already finished") as conflict:
-        await tasks.cancel(running.id, acme.id)
-    assert conflict.value.param == "task_id"
-    with pytest.raises(NotFound):
-        await tasks.cancel("task-unified-1-zzzzzzzz", acme.id)
+    with pytest.raises(TaskAlreadyFinished):
+        await store.tasks.cancel(running.id, acme.id)
+    with pytest.raises(TaskNotFound):
+        await store.tasks.cancel("task-unified-1-zzzzzzzz", acme.id)
 
 
 async def test_a_task_is_invisible_to_other_accounts_and_after_retention(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     a = await funded(accounts, "a")
     b = await funded(accounts, "b")
-    created = await tasks.create(new_task(a.id), **NO_LIMITS)
-    assert await tasks.get(created.id, b.id, retention_seconds=3600) is None
-    assert await tasks.get(created.id, a.id, retention_seconds=3600) == created
-    assert await tasks.get(created.id, a.id, retention_seconds=0) == created  # still running
-    await tasks.cancel(created.id, a.id)
-    assert await tasks.get(created.id, a.id, retention_seconds=0) is None
+    created = await store.create(new_task(a.id))
+    with pytest.raises(TaskNotFound):
+        await store.tasks.get(created.id, b.id, retention_seconds=3600)
+    assert await store.tasks.get(created.id, a.id, retention_seconds=3600) == created
+    assert await store.tasks.get(created.id, a.id, retention_seconds=0) == created  # still running
+    await store.tasks.cancel(created.id, a.id)
+    with pytest.raises(TaskNotFound):
+        await store.tasks.get(created.id, a.id, retention_seconds=0)
 
 
 async def test_limits_refuse_without_moving_money(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     a = await funded(accounts, "a")
     b = await funded(accounts, "b")
-    await tasks.create(new_task(a.id), max_active_per_account=2, max_queue_depth=None)
-    await tasks.create(new_task(a.id), max_active_per_account=2, max_queue_depth=None)
-    with pytest.raises(RateLimited) as limited:
-        await tasks.create(new_task(a.id), max_active_per_account=2, max_queue_depth=None)
-    assert limited.value.retry_after == 5
-    with pytest.raises(ServiceUnavailable) as full:
-        await tasks.create(new_task(b.id), max_active_per_account=2, max_queue_depth=2)
-    assert full.value.retry_after == 10
+    await store.create(new_task(a.id), Limits(2, None))
+    await store.create(new_task(a.id), Limits(2, None))
+    with pytest.raises(ActiveTaskLimitReached) as limited:
+        await store.create(new_task(a.id), Limits(2, None))
+    assert limited.value.limit == 2
+    with pytest.raises(QueueFull) as full:
+        await store.create(new_task(b.id), Limits(2, 2))
+    assert full.value.limit == 2
     assert await balance(accounts, a) == 8000
     assert await balance(accounts, b) == 10000
-    running = await claimed(tasks)
-    await tasks.fail(running.id, "w1", 1, "service_error", "x")
-    await tasks.create(new_task(a.id), max_active_per_account=2, max_queue_depth=2)
+    running = await claimed(store)
+    await store.tasks.fail(running.id, "w1", 1, ErrorCode.SERVICE_ERROR, "x")
+    await store.create(new_task(a.id), Limits(2, 2))
 
 
 async def test_queue_ahead_counts_older_pending_tasks(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts)
-    made = [await tasks.create(new_task(acme.id), **NO_LIMITS) for _ in range(3)]
-    assert [await tasks.queue_ahead(task) for task in made] == [0, 1, 2]
-    await claimed(tasks)
-    assert await tasks.queue_ahead(made[2]) == 1
-    assert await tasks.recent_task_seconds() is None
+    made = [await store.create(new_task(acme.id)) for _ in range(3)]
+    assert [await store.stats.queue_ahead(task) for task in made] == [0, 1, 2]
+    await claimed(store)
+    assert await store.stats.queue_ahead(made[2]) == 1
+    assert await store.stats.recent_task_seconds() is None
 
 
 async def test_result_expiry_and_purge_keep_the_ledger(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=3)
-    await tasks.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"), **NO_LIMITS)
-    pending = await tasks.create(new_task(acme.id), **NO_LIMITS)
-    task = await claimed(tasks)
-    done = await tasks.complete(
+    await store.create(new_task(acme.id, n=2, callback_url="https://h.example.com/"))
+    pending = await store.create(new_task(acme.id))
+    task = await claimed(store)
+    done = await store.tasks.complete(
         task.id,
         "w1",
         1,
         result_keys=["k0"],
-        images_produced=1,
         actual_prompt=None,
         engine_seconds=1.0,
     )
     assert done is not None and done.finished_at is not None
     now = datetime.now(UTC)
-    assert await tasks.expired_results(now, 3600) == []
+    assert await store.retention.expired_results(now, 3600) == []
     later = now + timedelta(hours=2)
-    assert [record.id for record in await tasks.expired_results(later, 3600)] == [task.id]
-    await tasks.clear_results(task.id)
-    assert await tasks.expired_results(later, 3600) == []
-    cleared = await tasks.get(task.id, acme.id, retention_seconds=3600)
+    assert [record.id for record in await store.retention.expired_results(later, 3600)] == [task.id]
+    await store.retention.clear_results(task.id)
+    assert await store.retention.expired_results(later, 3600) == []
+    cleared = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
     assert cleared is not None and cleared.result_keys == ()
 
-    assert await tasks.purge(now, 3600) == 0
-    assert await tasks.purge(later, 3600) == 1  # the pending task stays
-    assert await tasks.get(task.id, acme.id, retention_seconds=10**9) is None
-    assert await tasks.get(pending.id, acme.id, retention_seconds=3600) == pending
-    assert await tasks.pending_outbox(task.id) == []
+    assert await store.retention.purge(now, 3600) == 0
+    assert await store.retention.purge(later, 3600) == 1  # the pending task stays
+    with pytest.raises(TaskNotFound):
+        await store.tasks.get(task.id, acme.id, retention_seconds=10**9)
+    assert await store.tasks.get(pending.id, acme.id, retention_seconds=3600) == pending
+    assert await store.outbox.pending(task.id) == []
     assert await balance(accounts, acme) == 1000
 
 
@@ -417,43 +422,40 @@ def _key(key: str = "retry-1", request_hash: str = "a" * 64) -> IdempotencyKey:
 
 
 async def test_idempotent_create_returns_the_first_task_and_reserves_once(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=5)
-    first = await tasks.create(new_task(acme.id, n=2), **NO_LIMITS, idempotency=_key())
-    again = await tasks.create(new_task(acme.id, n=2), **NO_LIMITS, idempotency=_key())
+    first = await store.create(new_task(acme.id, n=2), idempotency=_key())
+    again = await store.create(new_task(acme.id, n=2), idempotency=_key())
     assert again == first
     assert await balance(accounts, acme) == 3000
-    with pytest.raises(Conflict) as conflict:
-        await tasks.create(
-            new_task(acme.id, n=2), **NO_LIMITS, idempotency=_key(request_hash="b" * 64)
-        )
-    assert conflict.value.param == "Idempotency-Key"
-    other = await tasks.create(new_task(acme.id), **NO_LIMITS, idempotency=_key("retry-2"))
+    with pytest.raises(IdempotencyConflict):
+        await store.create(new_task(acme.id, n=2), idempotency=_key(request_hash="b" * 64))
+    other = await store.create(new_task(acme.id), idempotency=_key("retry-2"))
     assert other.id != first.id
     bob = await funded(accounts, "bob", credits=1)
-    bobs = await tasks.create(new_task(bob.id), **NO_LIMITS, idempotency=_key())
+    bobs = await store.create(new_task(bob.id), idempotency=_key())
     assert bobs.id != first.id  # keys are per account
     assert await balance(accounts, acme) == 2000
 
 
 async def test_concurrent_idempotent_creates_make_one_task(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=5)
     made = await asyncio.gather(
-        *(tasks.create(new_task(acme.id), **NO_LIMITS, idempotency=_key()) for _ in range(4))
+        *(store.create(new_task(acme.id), idempotency=_key()) for _ in range(4))
     )
     assert len({task.id for task in made}) == 1
     assert await balance(accounts, acme) == 4000
 
 
 async def test_an_idempotency_key_past_its_window_makes_a_new_task(
-    accounts: AccountRepo, tasks: TaskRepo, new_task: NewTaskFactory
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts, credits=5)
     old = dataclasses.replace(new_task(acme.id), created_at=datetime.now(UTC) - timedelta(hours=2))
-    first = await tasks.create(old, **NO_LIMITS, idempotency=_key())
-    later = await tasks.create(new_task(acme.id), **NO_LIMITS, idempotency=_key())
+    first = await store.create(old, idempotency=_key())
+    later = await store.create(new_task(acme.id), idempotency=_key())
     assert later.id != first.id
     assert await balance(accounts, acme) == 3000

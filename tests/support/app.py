@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from qwenedit.api.app import ServeOptions, create_app
+from qwenedit.api.app import create_app
 from qwenedit.config import Settings
 from qwenedit.engines.base import Engine
 from qwenedit.media.resolver import Resolver
+from qwenedit.node import NodeOptions, node_runtime
 from qwenedit.runtime import Runtime
 
 BASE_URL = "http://testserver"
@@ -83,6 +84,10 @@ class RunningApp:
             await asyncio.sleep(0.05)
 
 
+def _fatal() -> None:
+    raise AssertionError("a background loop of the app died")
+
+
 @asynccontextmanager
 async def running_app(
     settings: Settings,
@@ -90,13 +95,15 @@ async def running_app(
     workers: int = 1,
     resolver: Resolver | None = None,
 ) -> AsyncIterator[RunningApp]:
-    options = ServeOptions(
+    options = NodeOptions(
         public_url=BASE_URL,
         resolver=resolver,
         workers=workers if engine is not None else 0,
         load_engine=(lambda _settings: engine) if engine is not None else None,
     )
-    app = create_app(settings, options)
+    app = create_app(
+        node_runtime(settings, options, on_fatal=_fatal), max_body_bytes=settings.max_body_bytes
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:

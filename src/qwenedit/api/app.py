@@ -1,13 +1,10 @@
-"""The FastAPI application: routes, error envelope, body cap, and the process's background
-services tied to its lifespan."""
+"""The FastAPI application: routes, error envelope and body cap. What runs behind it (the
+runtime and its background loops) is handed in by the composition root (``qwenedit.node``)."""
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -22,47 +19,18 @@ from qwenedit.api import (
 )
 from qwenedit.api.body_limit import BodyLimitMiddleware
 from qwenedit.api.errors import install_error_handlers
-from qwenedit.config import Settings
-from qwenedit.media.resolver import Resolver
-from qwenedit.runtime import open_runtime
-from qwenedit.worker.background import Background, EngineLoader
+from qwenedit.runtime import Runtime
+
+RuntimeContext = Callable[[], AbstractAsyncContextManager[Runtime]]
+"""Opens the runtime the routes' services come from for the app's lifespan."""
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    public_url: str
-    workers: int = 0
-    """Worker loops in this process; 0 serves the API only (``--no-worker``)."""
-    load_engine: EngineLoader | None = None
-    resolver: Resolver | None = None
-    """Name resolution for outbound URLs; the system's when ``None``."""
-    run_reaper: bool = True
-    """Also runs the callback dispatcher: the housekeeping loops every node may run."""
-
-
-def _terminate_self() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
+def create_app(open_runtime: RuntimeContext, *, max_body_bytes: int) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await open_runtime(
-            settings, public_url=options.public_url, resolver=options.resolver
-        )
-        background = Background(runtime, on_fatal=_terminate_self)
-        app.state.runtime = runtime
-        app.state.background = background
-        if options.run_reaper:
-            background.start_reaper()
-            background.start_dispatcher()
-        if options.workers and options.load_engine is not None:
-            background.start_workers(options.workers, options.load_engine)
-        try:
+        async with open_runtime() as runtime:
+            app.state.runtime = runtime
             yield
-        finally:
-            await background.shutdown()
-            await runtime.close()
 
     app = FastAPI(
         title="qwenedit",
@@ -71,7 +39,7 @@ def create_app(settings: Settings, options: ServeOptions) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     for module in (
         routes_tasks,
         routes_callbacks,

@@ -1,4 +1,4 @@
-"""Dependencies routes declare: the runtime and the calling account."""
+"""Dependencies routes declare: the service they use and the calling account."""
 
 from __future__ import annotations
 
@@ -8,26 +8,55 @@ from fastapi import Depends, Request
 
 from qwenedit.errors import AuthenticationFailed
 from qwenedit.runtime import Runtime
+from qwenedit.services.callbacks import CallbackService
+from qwenedit.services.edits import EditService
+from qwenedit.services.operations import OperationsService
+from qwenedit.services.results import ResultService
+from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import Account
 
 
-def get_runtime(request: Request) -> Runtime:
+def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+def _edits(request: Request) -> EditService:
+    return _runtime(request).edits
 
 
-async def get_account(request: Request, runtime: RuntimeDep) -> Account:
+def _uploads(request: Request) -> UploadService:
+    return _runtime(request).uploads
+
+
+def _callbacks(request: Request) -> CallbackService:
+    return _runtime(request).callbacks
+
+
+def _results(request: Request) -> ResultService:
+    return _runtime(request).results
+
+
+def _operations(request: Request) -> OperationsService:
+    return _runtime(request).operations
+
+
+EditsDep = Annotated[EditService, Depends(_edits)]
+UploadsDep = Annotated[UploadService, Depends(_uploads)]
+CallbacksDep = Annotated[CallbackService, Depends(_callbacks)]
+ResultsDep = Annotated[ResultService, Depends(_results)]
+OperationsDep = Annotated[OperationsService, Depends(_operations)]
+
+
+async def _account(request: Request) -> Account:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise AuthenticationFailed("Missing bearer token: send Authorization: Bearer <API key>")
-    account = await runtime.accounts.authenticate(key.strip())
+    account = await _runtime(request).accounts.authenticate(key.strip())
     if account is None:
         raise AuthenticationFailed("Invalid or revoked API key")
     return account
 
 
-AccountDep = Annotated[Account, Depends(get_account)]
+AccountDep = Annotated[Account, Depends(_account)]

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qwenedit.errors import (
     ApiError,
     AuthenticationFailed,
+    DomainError,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
@@ -21,6 +22,7 @@ from qwenedit.errors import (
     RequestTooLarge,
     ServiceUnavailable,
 )
+from qwenedit.services.api_errors import as_api_error
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return error_response(as_api_error(exc))
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = _BY_STATUS.get(exc.status_code, InvalidRequest)
@@ -70,6 +77,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)

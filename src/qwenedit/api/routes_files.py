@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Response, UploadFile
 
-from qwenedit.api.deps import AccountDep, RuntimeDep
-from qwenedit.errors import NotFound
+from qwenedit.api.deps import AccountDep, UploadsDep
 
 router = APIRouter(prefix="/v1", tags=["files"])
 
@@ -16,15 +15,15 @@ router = APIRouter(prefix="/v1", tags=["files"])
 async def upload_file(
     file: Annotated[UploadFile, File(description="A JPEG, PNG, BMP, WEBP or TIFF image")],
     account: AccountDep,
-    runtime: RuntimeDep,
+    uploads: UploadsDep,
 ) -> dict[str, Any]:
-    data = await file.read(runtime.settings.max_image_bytes + 1)
-    return await runtime.uploads.upload(account, data)
+    data = await file.read(uploads.max_bytes + 1)
+    return await uploads.upload(account, data)
 
 
 @router.get("/files/{file_id}", summary="An upload's metadata")
-async def get_file(file_id: str, account: AccountDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return runtime.uploads.view(await runtime.uploads.owned(account, file_id))
+async def get_file(file_id: str, account: AccountDep, uploads: UploadsDep) -> dict[str, Any]:
+    return uploads.view(await uploads.owned(account, file_id))
 
 
 @router.get(
@@ -32,9 +31,6 @@ async def get_file(file_id: str, account: AccountDep, runtime: RuntimeDep) -> di
     response_class=Response,
     summary="An upload's bytes (owner only)",
 )
-async def get_file_content(file_id: str, account: AccountDep, runtime: RuntimeDep) -> Response:
-    stored = await runtime.uploads.owned(account, file_id)
-    data = await runtime.blobs.get(stored.blob_key)
-    if data is None:
-        raise NotFound(f"No such file: {file_id}")
-    return Response(data, media_type=stored.mime_type)
+async def get_file_content(file_id: str, account: AccountDep, uploads: UploadsDep) -> Response:
+    data, media_type = await uploads.download(account, file_id)
+    return Response(data, media_type=media_type)

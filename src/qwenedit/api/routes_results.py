@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Response
 
-from qwenedit.api.deps import RuntimeDep
-from qwenedit.blobs.signing import verify
-from qwenedit.errors import NotFound, PermissionDenied
+from qwenedit.api.deps import ResultsDep
 
 router = APIRouter(prefix="/v1", tags=["results"])
 
@@ -19,14 +15,10 @@ router = APIRouter(prefix="/v1", tags=["results"])
     responses={200: {"content": {"image/png": {}}}},
     summary="Download a result image",
 )
-async def get_result(key: str, expires: int, signature: str, runtime: RuntimeDep) -> Response:
-    if not verify(key, expires, signature, runtime.secret, int(time.time())):
-        raise PermissionDenied("The link is invalid or has expired")
-    data = await runtime.blobs.get(key)
-    if data is None:
-        raise NotFound("The result no longer exists")
+async def get_result(key: str, expires: int, signature: str, results: ResultsDep) -> Response:
+    image = await results.image(key, expires, signature)
     return Response(
-        data,
+        image.data,
         media_type="image/png",
-        headers={"Cache-Control": f"private, max-age={max(0, expires - int(time.time()))}"},
+        headers={"Cache-Control": f"private, max-age={image.seconds_left}"},
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from qwenedit.api.deps import AccountDep, RuntimeDep
+from qwenedit.api.deps import AccountDep, EditsDep
 from qwenedit.api.schemas import EDIT_REQUEST_OPENAPI, TASK_RESPONSES
 from qwenedit.errors import InvalidRequest
 
@@ -31,7 +31,7 @@ async def _json_body(request: Request) -> object:
 )
 async def create_task(
     request: Request,
-    runtime: RuntimeDep,
+    edits: EditsDep,
     account: AccountDep,
     idempotency_key: Annotated[
         str | None,
@@ -42,14 +42,14 @@ async def create_task(
     ] = None,
 ) -> Any:
     body = await _json_body(request)
-    return await runtime.edits.create(account, body, idempotency_key=idempotency_key)
+    return await edits.create(account, body, idempotency_key=idempotency_key)
 
 
 @router.get("/tasks/{task_id}", responses=TASK_RESPONSES, summary="Read a task")
-async def get_task(task_id: str, runtime: RuntimeDep, account: AccountDep) -> Any:
-    return await runtime.edits.get(account, task_id)
+async def get_task(task_id: str, edits: EditsDep, account: AccountDep) -> Any:
+    return await edits.get(account, task_id)
 
 
 @router.post("/tasks/{task_id}/cancel", responses=TASK_RESPONSES, summary="Cancel a task")
-async def cancel_task(task_id: str, runtime: RuntimeDep, account: AccountDep) -> Any:
-    return await runtime.edits.cancel(account, task_id)
+async def cancel_task(task_id: str, edits: EditsDep, account: AccountDep) -> Any:
+    return await edits.cancel(account, task_id)

@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from qwenedit import __version__
+from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import signature_header, webhook_id
 from qwenedit.errors import OutboundRefused
 from qwenedit.metrics import Metrics
@@ -34,7 +36,11 @@ class CallbackSender(Protocol):
         ...
 
 
-def callback_headers(delivery: Delivery, now: int) -> dict[str, str]:
+BodyRenderer = Callable[[TaskRecord], bytes]
+"""The callback body of a finished task: the task object as ``GET /v1/tasks/{id}`` shows it."""
+
+
+def callback_headers(delivery: Delivery, body: bytes, now: int) -> dict[str, str]:
     message_id = webhook_id(delivery.id)
     headers = {
         "Content-Type": "application/json",
@@ -44,7 +50,7 @@ def callback_headers(delivery: Delivery, now: int) -> dict[str, str]:
     }
     if delivery.signing_secrets:
         headers["webhook-signature"] = signature_header(
-            list(delivery.signing_secrets), message_id, now, delivery.body
+            list(delivery.signing_secrets), message_id, now, body
         )
     return headers
 
@@ -54,12 +60,14 @@ class Dispatcher:
         self,
         outbox: OutboxRepo,
         sender: CallbackSender,
+        render_body: BodyRenderer,
         metrics: Metrics,
         *,
         poll_seconds: float,
     ) -> None:
         self._outbox = outbox
         self._sender = sender
+        self._render_body = render_body
         self._metrics = metrics
         self._poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -94,6 +102,7 @@ class Dispatcher:
                 outcome.status_code or outcome.error,
                 outcome.duration_ms,
                 status,
+                extra={"task_id": delivery.task_id, "attempt": delivery.attempt},
             )
         except Exception:
             log.exception(
@@ -104,10 +113,11 @@ class Dispatcher:
 
     async def _attempt(self, delivery: Delivery) -> AttemptOutcome:
         started = time.monotonic()
-        headers = callback_headers(delivery, int(time.time()))
+        body = self._render_body(delivery.task)
+        headers = callback_headers(delivery, body, int(time.time()))
         try:
             status: int | None = await self._sender.post(
-                delivery.url, delivery.body, headers, deadline=CALLBACK_TIMEOUT
+                delivery.url, body, headers, deadline=CALLBACK_TIMEOUT
             )
             error = None
         except OutboundRefused as exc:

@@ -27,3 +27,8 @@ def milli_to_wire(milli: int) -> int | float:
     if rest == 0:
         return whole
     return float(Decimal(milli) / MILLI_PER_CREDIT)
+
+
+def credits_text(milli: int) -> str:
+    """Milli-credits as credits in a message: ``2``, ``1.5``, ``0.001``."""
+    return f"{Decimal(milli) / MILLI_PER_CREDIT:f}"

@@ -18,8 +18,9 @@ import torch
 from diffusers import QwenImageEditPlusPipeline
 from PIL import Image
 
+from qwenedit.domain.task import ErrorCode
 from qwenedit.engines.base import EditJob, EditOutput, StepCallback
-from qwenedit.errors import TaskFailure
+from qwenedit.errors import TaskFailure, WorkerStopping
 from qwenedit.extend.local_vlm import LocalVlmExtender
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class DiffusersEngine:
         with self._lock:
             try:
                 return self._edit(job, on_step)
-            except TaskFailure:
+            except (TaskFailure, WorkerStopping):
                 raise
             except Exception as exc:
                 raise self._failure(exc) from exc
@@ -96,11 +97,11 @@ class DiffusersEngine:
     def _failure(self, exc: Exception) -> TaskFailure:
         """The DESIGN §8 code for an engine error: out of memory, a rejected job, or a fault."""
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-            return TaskFailure("resource_exhausted", "The GPU ran out of memory")
+            return TaskFailure(ErrorCode.RESOURCE_EXHAUSTED, "The GPU ran out of memory")
         if isinstance(exc, ValueError):
-            return TaskFailure("invalid_parameters", str(exc))
+            return TaskFailure(ErrorCode.INVALID_PARAMETERS, str(exc))
         log.error("engine %s failed", self.name, exc_info=exc)
-        return TaskFailure("service_error", f"The engine failed: {type(exc).__name__}")
+        return TaskFailure(ErrorCode.SERVICE_ERROR, f"The engine failed: {type(exc).__name__}")
 
     def _edit(self, job: EditJob, on_step: StepCallback) -> EditOutput:
         started = time.perf_counter()

@@ -23,6 +23,7 @@ import httpx
 from PIL import Image
 
 from qwenedit import __version__
+from qwenedit.domain.task import ErrorCode
 from qwenedit.engines.base import EditJob, EditOutput, StepCallback
 from qwenedit.errors import TaskFailure
 from qwenedit.media.images import encode_png
@@ -95,7 +96,9 @@ class RemoteEngine:
                 wanted = job.n - len(produced) if self._batches else 1
                 images = self._call(job, inputs, n=wanted, seed=job.seed + len(produced))
                 if not images:
-                    raise TaskFailure("service_error", "The remote engine returned no image")
+                    raise TaskFailure(
+                        ErrorCode.SERVICE_ERROR, "The remote engine returned no image"
+                    )
                 if len(images) < wanted:
                     log.info("remote engine answers one image per call; splitting n from now on")
                     self._batches = False
@@ -133,7 +136,7 @@ class RemoteEngine:
                 if delay is None:
                     reason = type(exc).__name__
                     message = f"The remote engine is unreachable ({reason})"
-                    raise TaskFailure("service_error", message) from exc
+                    raise TaskFailure(ErrorCode.SERVICE_ERROR, message) from exc
                 log.warning("remote engine: %s; retrying in %gs", type(exc).__name__, delay)
             else:
                 if response.status_code not in RETRY_STATUSES or delay is None:
@@ -149,15 +152,15 @@ class RemoteEngine:
 def _images(response: httpx.Response) -> list[Image.Image]:
     if 400 <= response.status_code < 500:
         raise TaskFailure(
-            "invalid_parameters",
+            ErrorCode.INVALID_PARAMETERS,
             f"The remote engine refused the edit (HTTP {response.status_code})",
         )
     if response.status_code != 200:
         raise TaskFailure(
-            "service_error", f"The remote engine failed (HTTP {response.status_code})"
+            ErrorCode.SERVICE_ERROR, f"The remote engine failed (HTTP {response.status_code})"
         )
     if len(response.content) > MAX_ANSWER_BYTES:
-        raise TaskFailure("service_error", "The remote engine's answer is too large")
+        raise TaskFailure(ErrorCode.SERVICE_ERROR, "The remote engine's answer is too large")
     try:
         items: list[dict[str, Any]] = response.json()["data"]
         images = []
@@ -171,7 +174,9 @@ def _images(response: httpx.Response) -> list[Image.Image]:
         binascii.Error,
         OSError,
     ) as exc:
-        raise TaskFailure("service_error", "The remote engine's answer could not be read") from exc
+        raise TaskFailure(
+            ErrorCode.SERVICE_ERROR, "The remote engine's answer could not be read"
+        ) from exc
     return images
 
 

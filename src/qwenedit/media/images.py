@@ -8,6 +8,7 @@ import warnings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from qwenedit.config import Settings
+from qwenedit.domain.task import ErrorCode
 from qwenedit.errors import TaskFailure
 
 MIN_SIDE = 384
@@ -72,10 +73,10 @@ def decode_input_image(data: bytes, index: int, settings: Settings) -> Image.Ima
     try:
         return to_rgb(open_checked(data, settings))
     except ValueError as exc:
-        raise TaskFailure("image_processing_error", f"Image {index + 1}: {exc}") from exc
+        raise TaskFailure(ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}") from exc
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise TaskFailure(
-            "image_processing_error", f"Image {index + 1}: the image data is corrupt"
+            ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: the image data is corrupt"
         ) from exc
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from qwenedit.config import Settings
 from qwenedit.domain.task import is_task_id
-from qwenedit.errors import Conflict, InvalidRequest, NotFound
+from qwenedit.errors import Conflict, InvalidRequest
 from qwenedit.store.accounts import Account
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo
@@ -33,11 +33,7 @@ class CallbackService:
     async def _check_owner(self, account: Account, task_id: str) -> None:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
-        task = await self._tasks.get(
-            task_id, account.id, retention_seconds=self._settings.task_retention
-        )
-        if task is None:
-            raise NotFound("Task not found or expired", param="task_id")
+        await self._tasks.get(task_id, account.id, retention_seconds=self._settings.task_retention)
 
     async def history(self, account: Account, task_id: str) -> dict[str, Any]:
         await self._check_owner(account, task_id)

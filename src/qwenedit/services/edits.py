@@ -15,12 +15,14 @@ from qwenedit.config import Settings
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
 from qwenedit.errors import InvalidRequest, NotFound, OutboundRefused
+from qwenedit.logs import task_fields
 from qwenedit.media.addresses import is_forbidden, literal_host_address
 from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import Account
-from qwenedit.store.tasks import IdempotencyKey, NewTask, TaskRepo
+from qwenedit.store.task_stats import TaskStats
+from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
 from qwenedit.store.workers import WorkerRepo
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class EditService:
         *,
         settings: Settings,
         tasks: TaskRepo,
+        stats: TaskStats,
         workers: WorkerRepo,
         presenter: TaskPresenter,
         uploads: UploadService,
@@ -82,6 +85,7 @@ class EditService:
     ) -> None:
         self._settings = settings
         self._tasks = tasks
+        self._stats = stats
         self._workers = workers
         self._presenter = presenter
         self._uploads = uploads
@@ -150,19 +154,26 @@ class EditService:
             id=new_task_id(int(now.timestamp())),
             account_id=account.id,
             params=params,
-            reserve_milli=request.n * self._settings.price_milli(account.user_group),
+            price_milli=self._settings.price_milli(account.user_group),
             created_at=now,
         )
-        task = await self._tasks.create(
-            new,
+        limits = Limits(
             max_active_per_account=self._settings.max_active_per_account,
             max_queue_depth=self._settings.max_queue_depth,
-            idempotency=idempotency,
         )
-        if task.id == new.id:
-            log.info("task %s created: n=%d account=%s", task.id, task.params.n, account.name)
+        created = await self._tasks.create(new, limits, idempotency)
+        task = created.task
+        if created.replayed:
+            log.info(
+                "task %s returned again for its idempotency key", task.id, extra=task_fields(task)
+            )
         else:
-            log.info("task %s returned again for its idempotency key", task.id)
+            log.info(
+                "task %s created: n=%d",
+                task.id,
+                task.params.n,
+                extra=task_fields(task, status="pending"),
+            )
         return await self.present(task)
 
     async def get(self, account: Account, task_id: str) -> dict[str, Any]:
@@ -172,18 +183,19 @@ class EditService:
     async def cancel(self, account: Account, task_id: str) -> dict[str, Any]:
         await self._find(account, task_id)
         task = await self._tasks.cancel(task_id, account.id)
-        log.info("task %s cancelled by its owner", task.id)
+        log.info(
+            "task %s cancelled by its owner",
+            task.id,
+            extra=task_fields(task, status="failed", code=task.error_code),
+        )
         return await self.present(task)
 
     async def _find(self, account: Account, task_id: str) -> TaskRecord:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
-        task = await self._tasks.get(
+        return await self._tasks.get(
             task_id, account.id, retention_seconds=self._settings.task_retention
         )
-        if task is None:
-            raise NotFound("Task not found or expired", param="task_id")
-        return task
 
     async def present(self, task: TaskRecord) -> dict[str, Any]:
         estimate = 0 if task.status.is_terminal else await self.estimated_time(task)
@@ -192,10 +204,10 @@ class EditService:
     async def estimated_time(self, task: TaskRecord) -> int:
         """Seconds until this task is likely done: the measured mean task time (or a per-step
         guess before any was measured) times the work ahead of it, spread over live workers."""
-        mean = await self._tasks.recent_task_seconds()
+        mean = await self._stats.recent_task_seconds()
         if mean is None:
             mean = FALLBACK_SECONDS_PER_STEP * self._settings.steps
         workers = max(1, await self._workers.alive_count(3 * self._settings.heartbeat_seconds))
-        ahead = await self._tasks.queue_ahead(task) if task.attempt == 0 else 0
+        ahead = await self._stats.queue_ahead(task) if task.attempt == 0 else 0
         remaining_share = 1.0 - min(task.progress, 99) / 100
         return max(1, round(mean * (ahead / workers + remaining_share)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,3 +42,7 @@ class TaskPresenter:
         """The body of a terminal task, as the outbox snapshots it at finalize."""
         now = task.finished_at or datetime.now(tz=task.created_at.tzinfo)
         return self.view(task, now=now, estimated_time=0)
+
+    def callback_body(self, task: TaskRecord) -> bytes:
+        """The callback body of a finished task: exactly what ``GET /v1/tasks/{id}`` shows."""
+        return json.dumps(self.final_view(task)).encode()

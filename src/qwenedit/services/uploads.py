@@ -36,6 +36,11 @@ class UploadService:
         self._blobs = blobs
         self._prefix = public_url.rstrip("/") + FILES_PATH
 
+    @property
+    def max_bytes(self) -> int:
+        """The largest upload accepted."""
+        return self._settings.max_image_bytes
+
     def file_id(self, url: str) -> str | None:
         """The upload a URL names, when it is one of this server's file URLs."""
         if not url.startswith(self._prefix):
@@ -83,6 +88,14 @@ class UploadService:
         ):
             raise NotFound(f"No such file: {file_id}")
         return stored
+
+    async def download(self, account: Account, file_id: str) -> tuple[bytes, str]:
+        """The bytes and media type of the caller's upload (``NotFound`` otherwise)."""
+        stored = await self.owned(account, file_id)
+        data = await self._blobs.get(stored.blob_key)
+        if data is None:
+            raise NotFound(f"No such file: {file_id}")
+        return data, stored.mime_type
 
     async def content(self, file_id: str) -> bytes | None:
         """The bytes of an unexpired upload, for the worker; ``None`` when it is gone."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
 from sqlalchemy import func, insert, select, update
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.keys import hash_key, key_id_of, new_api_key
 from qwenedit.domain.webhooks import ROTATION_OVERLAP_SECONDS, new_webhook_secret
-from qwenedit.errors import InsufficientQuota, NotFound
+from qwenedit.errors import AccountNotFound, QuotaExceeded
 from qwenedit.store.database import AnyRow, Database
 from qwenedit.store.tables import accounts, api_keys, ledger
 
@@ -82,13 +81,8 @@ async def balance_of(connection: AsyncConnection, account_id: int) -> int:
         select(accounts.c.balance_milli).where(accounts.c.id == account_id)
     )
     if balance is None:
-        raise NotFound("Account not found")
+        raise AccountNotFound(account_id)
     return int(balance)
-
-
-def credits_text(milli: int) -> str:
-    """Milli-credits as credits in a message: ``2``, ``1.5``, ``0.001``."""
-    return f"{Decimal(milli) / 1000:f}"
 
 
 class AccountRepo:
@@ -164,16 +158,13 @@ class AccountRepo:
         return _account(row)
 
     async def grant(self, account_id: int, milli: int, note: str) -> Account:
-        """Add credits (negative takes them back, never below zero: ``InsufficientQuota``)."""
+        """Add credits (negative takes them back, never below zero: ``QuotaExceeded``)."""
         async with self._db.transaction() as connection:
             now = datetime.now(UTC)
             account = await move_credits(connection, account_id, milli, "grant", now, note=note)
             if account is None:
                 balance = await balance_of(connection, account_id)
-                raise InsufficientQuota(
-                    f"Insufficient credits: cannot take {credits_text(-milli)} credits, "
-                    f"the balance is {credits_text(balance)}"
-                )
+                raise QuotaExceeded(-milli, balance)
         return account
 
     async def webhook_secret(self, account_id: int) -> str:
@@ -183,7 +174,7 @@ class AccountRepo:
                 select(accounts.c.webhook_secret).where(accounts.c.id == account_id)
             )
         if secret is None:
-            raise NotFound("Account not found")
+            raise AccountNotFound(account_id)
         return str(secret)
 
     async def rotate_webhook_secret(self, account_id: int) -> str:
@@ -200,7 +191,7 @@ class AccountRepo:
                 )
             )
         if result.rowcount == 0:
-            raise NotFound("Account not found")
+            raise AccountNotFound(account_id)
         return secret
 
     async def ledger_sum(self, account_id: int) -> int:

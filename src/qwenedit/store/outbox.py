@@ -1,4 +1,5 @@
-"""The callback outbox (DESIGN §4.4): rows written when a task ends, claimed by dispatchers.
+"""The callback outbox (DESIGN §4.4): a row queued in the transaction that ends a task, claimed
+by dispatchers. A row refers to the final task row; the body is rendered from it when sent.
 
 A claim counts the attempt and pushes ``next_attempt_at`` past the send's deadline in one
 statement, so two dispatchers never send the same attempt, and an attempt whose dispatcher died
@@ -11,11 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import MAX_ATTEMPTS, retry_delay
 from qwenedit.store.accounts import signing_secrets
 from qwenedit.store.database import Database
 from qwenedit.store.tables import callback_attempts, outbox, tasks
+from qwenedit.store.task_rows import task_record
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -25,11 +29,15 @@ class Delivery:
     """One claimed attempt of one callback."""
 
     id: int
-    task_id: str
+    task: TaskRecord
+    """The finished task, as the body is rendered from it."""
     url: str
-    body: bytes
     attempt: int
     signing_secrets: tuple[str, ...]
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
 
 
 @dataclass(frozen=True)
@@ -72,19 +80,18 @@ class OutboxRepo:
                         outbox.c.task_id,
                         outbox.c.account_id,
                         outbox.c.url,
-                        outbox.c.body,
                         outbox.c.attempts,
                     )
                 )
             ).first()
             if row is None:
                 return None
+            task = (await connection.execute(select(tasks).where(tasks.c.id == row.task_id))).one()
             secrets = await signing_secrets(connection, row.account_id, now)
         return Delivery(
             id=row.id,
-            task_id=row.task_id,
+            task=task_record(task),
             url=row.url,
-            body=row.body.encode(),
             attempt=row.attempts,
             signing_secrets=tuple(secrets),
         )
@@ -160,13 +167,13 @@ class OutboxRepo:
         ]
 
     async def redeliver(self, task_id: str, account_id: int) -> int | None:
-        """Queue the task's final body again (a new delivery with a fresh schedule); ``None``
+        """Queue the task's callback again (a new delivery with a fresh schedule); ``None``
         when the task is not this account's, not finished, or has no callback_url."""
         now = datetime.now(UTC)
         async with self._db.transaction() as connection:
             last = (
                 await connection.execute(
-                    select(outbox.c.url, outbox.c.body)
+                    select(outbox.c.url)
                     .join(tasks, tasks.c.id == outbox.c.task_id)
                     .where(outbox.c.task_id == task_id, tasks.c.account_id == account_id)
                     .order_by(outbox.c.id.desc())
@@ -175,18 +182,34 @@ class OutboxRepo:
             ).first()
             if last is None:
                 return None
-            new_id = await connection.scalar(
-                insert(outbox)
-                .values(
-                    task_id=task_id,
-                    account_id=account_id,
-                    url=last.url,
-                    body=last.body,
-                    created_at=now,
-                    next_attempt_at=now,
-                    attempts=0,
-                    status=PENDING,
-                )
-                .returning(outbox.c.id)
+            return await queue_callback(connection, task_id, account_id, last.url, now)
+
+    async def pending(self, task_id: str) -> list[dict[str, Any]]:
+        """Undelivered callbacks of a task."""
+        async with self._db.transaction(write=False) as connection:
+            rows = await connection.execute(
+                select(outbox)
+                .where(outbox.c.task_id == task_id, outbox.c.status == PENDING)
+                .order_by(outbox.c.id)
             )
-        return int(new_id) if new_id is not None else None
+            return [row._asdict() for row in rows]
+
+
+async def queue_callback(
+    connection: AsyncConnection, task_id: str, account_id: int, url: str, now: datetime
+) -> int:
+    """A new delivery of a task's callback, due now, in the caller's transaction."""
+    new_id = await connection.scalar(
+        insert(outbox)
+        .values(
+            task_id=task_id,
+            account_id=account_id,
+            url=url,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+            status=PENDING,
+        )
+        .returning(outbox.c.id)
+    )
+    return int(new_id)

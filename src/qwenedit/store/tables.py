@@ -151,7 +151,6 @@ outbox = Table(
     Column("task_id", ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("url", Text, nullable=False),
-    Column("body", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from qwenedit.logs import task_fields
 from qwenedit.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -15,20 +16,29 @@ log = logging.getLogger(__name__)
 
 async def reap_once(runtime: Runtime) -> None:
     settings = runtime.settings
-    requeued, failed = await runtime.tasks.reap(max_attempts=settings.max_attempts)
-    for task_id in requeued:
+    reaped = await runtime.queue.reap(max_attempts=settings.max_attempts)
+    for task_id in reaped.requeued:
         runtime.metrics.inc("qwenedit_tasks_requeued_total")
-        log.warning("task %s requeued: its worker's lease expired", task_id)
-    for task in failed:
+        log.warning(
+            "task %s requeued: its worker's lease expired",
+            task_id,
+            extra={"task_id": task_id, "status": "pending"},
+        )
+    for task in reaped.failed:
         runtime.metrics.inc("qwenedit_tasks_finished_total", outcome="service_error")
-        log.warning("task %s failed: lease expired on its last attempt (%d)", task.id, task.attempt)
+        log.warning(
+            "task %s failed: lease expired on its last attempt (%d)",
+            task.id,
+            task.attempt,
+            extra=task_fields(task, status="failed", code=task.error_code),
+        )
     now = datetime.now(UTC)
-    for task in await runtime.tasks.expired_results(now, settings.result_ttl):
+    for task in await runtime.retention.expired_results(now, settings.result_ttl):
         deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
-        await runtime.tasks.clear_results(task.id)
+        await runtime.retention.clear_results(task.id)
         log.info("task %s: %d result file(s) expired and were deleted", task.id, deleted)
     await runtime.uploads.delete_expired()
-    purged = await runtime.tasks.purge(now, settings.task_retention)
+    purged = await runtime.retention.purge(now, settings.task_retention)
     if purged:
         log.info("%d task(s) past retention were deleted", purged)
 

@@ -6,7 +6,10 @@ import threading
 import time
 
 from qwenedit.domain import progress
-from qwenedit.errors import TaskFailure
+from qwenedit.errors import TaskFailure, WorkerStopping
+
+Abort = TaskFailure | WorkerStopping
+"""Why a running task stops early: it failed (cancelled, timed out...) or its worker stops."""
 
 
 class TaskRun:
@@ -17,7 +20,7 @@ class TaskRun:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._progress = progress.CLAIMED
-        self._abort: TaskFailure | None = None
+        self._abort: Abort | None = None
         self.fenced_out = False
         self.started = time.monotonic()
 
@@ -30,14 +33,14 @@ class TaskRun:
         with self._lock:
             self._progress = max(self._progress, value)
 
-    def abort(self, reason: TaskFailure) -> None:
+    def abort(self, reason: Abort) -> None:
         """First reason wins: a cancellation is not overwritten by a later timeout."""
         with self._lock:
             if self._abort is None:
                 self._abort = reason
 
     @property
-    def abort_reason(self) -> TaskFailure | None:
+    def abort_reason(self) -> Abort | None:
         with self._lock:
             return self._abort
 

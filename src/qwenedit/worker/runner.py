@@ -13,7 +13,7 @@ from PIL import Image
 
 from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
-from qwenedit.domain.task import TaskRecord
+from qwenedit.domain.task import ErrorCode, TaskRecord
 from qwenedit.engines.base import EditJob, EditOutput, Engine
 from qwenedit.errors import (
     OutboundRefused,
@@ -22,6 +22,7 @@ from qwenedit.errors import (
     WorkerStopping,
 )
 from qwenedit.extend.base import PromptExtender
+from qwenedit.logs import task_fields
 from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
@@ -63,7 +64,7 @@ class Worker:
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
         try:
             while not stop.is_set():
-                task = await self._rt.tasks.claim(self.worker_id, self._settings.lease_seconds)
+                task = await self._rt.queue.claim(self.worker_id, self._settings.lease_seconds)
                 if task is None:
                     await _wait_any(stop, self._rt.db.wait_for_task(self._settings.poll_seconds))
                     continue
@@ -81,7 +82,12 @@ class Worker:
             await _wait_any(stop, asyncio.sleep(self._settings.heartbeat_seconds))
 
     async def process(self, task: TaskRecord, stop: asyncio.Event) -> None:
-        log.info("task %s claimed by %s (attempt %d)", task.id, self.worker_id, task.attempt)
+        log.info(
+            "task %s claimed (attempt %d)",
+            task.id,
+            task.attempt,
+            extra=task_fields(task, status="processing"),
+        )
         run = TaskRun()
         watch = asyncio.create_task(self._watch(task, run, stop), name=f"{task.id}-watch")
         try:
@@ -89,15 +95,20 @@ class Worker:
             run.check()
             await self._complete(task, result, run)
         except WorkerStopping:
-            released = await self._rt.tasks.release(task.id, self.worker_id, task.attempt)
+            released = await self._rt.queue.release(task.id, self.worker_id, task.attempt)
             log.info(
-                "task %s released by stopping worker %s: %s", task.id, self.worker_id, released
+                "task %s released by its stopping worker: %s",
+                task.id,
+                released,
+                extra=task_fields(task, status="pending"),
             )
         except TaskFailure as failure:
             await self._fail(task, run, failure)
         except Exception:
-            log.exception("task %s: unexpected error in worker %s", task.id, self.worker_id)
-            await self._fail(task, run, TaskFailure("service_error", "The worker failed"))
+            log.exception(
+                "task %s: unexpected error in the worker", task.id, extra=task_fields(task)
+            )
+            await self._fail(task, run, TaskFailure(ErrorCode.SERVICE_ERROR, "The worker failed"))
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -123,7 +134,9 @@ class Worker:
         output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
         run.check()
         if len(output.images) != task.params.n:
-            raise TaskFailure("generation_failed_no_content", "The engine produced no image")
+            raise TaskFailure(
+                ErrorCode.GENERATION_FAILED_NO_CONTENT, "The engine produced no image"
+            )
         keys = await self._store(task, output)
         run.advance(progress.STORED)
         return StoredResult(
@@ -165,7 +178,9 @@ class Worker:
                 else:
                     data = await self._rt.client.fetch(url, max_bytes=limit)
             except (OutboundRefused, ValueError) as exc:
-                raise TaskFailure("image_processing_error", f"Image {index + 1}: {exc}") from exc
+                raise TaskFailure(
+                    ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
+                ) from exc
             image = await asyncio.to_thread(decode_input_image, data, index, self._settings)
             images.append(image)
         return images
@@ -196,13 +211,15 @@ class Worker:
             self.worker_id,
             task.attempt,
             result_keys=result.keys,
-            images_produced=len(result.keys),
             actual_prompt=result.actual_prompt,
             engine_seconds=result.engine_seconds,
         )
         if final is None:
             log.warning(
-                "task %s: attempt %d lost its lease; result discarded", task.id, task.attempt
+                "task %s: attempt %d lost its lease; result discarded",
+                task.id,
+                task.attempt,
+                extra=task_fields(task),
             )
             await self._rt.blobs.delete_prefix(f"{task.id}/{task.attempt}/")
             return
@@ -214,20 +231,37 @@ class Worker:
             len(result.keys),
             result.engine_seconds,
             time.monotonic() - run.started,
+            extra=task_fields(final, status="completed"),
         )
 
     async def _fail(self, task: TaskRecord, run: TaskRun, failure: TaskFailure) -> None:
         if run.fenced_out:
-            log.info("task %s: attempt %d stopped (%s)", task.id, task.attempt, failure.code)
+            log.info(
+                "task %s: attempt %d stopped (%s)",
+                task.id,
+                task.attempt,
+                failure.code,
+                extra=task_fields(task, code=failure.code),
+            )
             return
         final = await self._rt.tasks.fail(
             task.id, self.worker_id, task.attempt, failure.code, failure.message
         )
         if final is None:
-            log.info("task %s: attempt %d was fenced out before failing", task.id, task.attempt)
+            log.info(
+                "task %s: attempt %d was fenced out before failing",
+                task.id,
+                task.attempt,
+                extra=task_fields(task),
+            )
             return
         self._rt.metrics.inc("qwenedit_tasks_finished_total", outcome=failure.code)
-        log.info("task %s failed: %s", task.id, failure.code)
+        log.info(
+            "task %s failed: %s",
+            task.id,
+            failure.code,
+            extra=task_fields(final, status="failed", code=failure.code),
+        )
 
     async def _watch(self, task: TaskRecord, run: TaskRun, stop: asyncio.Event) -> None:
         """Writes progress, keeps the lease alive, and turns a lost lease, a cancellation, the
@@ -243,24 +277,29 @@ class Worker:
             current = run.progress
             alive = True
             if current > written:
-                alive = await self._rt.tasks.report_progress(
+                alive = await self._rt.queue.report_progress(
                     task.id, self.worker_id, task.attempt, current
                 )
                 written = current
             if alive and now - last_beat >= settings.heartbeat_seconds:
-                alive = await self._rt.tasks.heartbeat(
+                alive = await self._rt.queue.heartbeat(
                     task.id, self.worker_id, task.attempt, settings.lease_seconds
                 )
                 last_beat = now
             if not alive:
                 run.fenced_out = True
                 run.abort(TaskCancelled("The task was cancelled or reassigned"))
-                log.info("task %s: attempt %d no longer holds the task", task.id, task.attempt)
+                log.info(
+                    "task %s: attempt %d no longer holds the task",
+                    task.id,
+                    task.attempt,
+                    extra=task_fields(task),
+                )
                 return
             if now - run.started > settings.task_timeout:
                 run.abort(
                     TaskFailure(
-                        "generation_timeout",
+                        ErrorCode.GENERATION_TIMEOUT,
                         f"The task did not finish within {settings.task_timeout:g} s",
                     )
                 )

@@ -1,22 +1,25 @@
-"""The side services of a process (worker loops, reaper, callback dispatcher), started and
-stopped together.
+"""The composition root: one process of qwenedit, as ``serve``, ``worker`` and the tests run it.
 
-If one of them dies, the process stops rather than limping on (procrastinate's rule): the
-failure is logged and ``on_fatal`` is called."""
+It opens the runtime, then starts and supervises the background loops the process was asked
+for (worker loops, reaper, callback dispatcher). If a loop dies, the process stops rather than
+limping on (procrastinate's rule): the failure is logged and ``on_fatal`` is called."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
 from qwenedit.extend.factory import load_prompt_extender
-from qwenedit.runtime import Runtime
+from qwenedit.media.resolver import Resolver
+from qwenedit.runtime import Runtime, open_runtime
 from qwenedit.worker.reaper import run_reaper
 from qwenedit.worker.runner import Worker
 
@@ -25,13 +28,27 @@ log = logging.getLogger(__name__)
 EngineLoader = Callable[[Settings], Engine]
 
 
-class Background:
+@dataclass(frozen=True)
+class NodeOptions:
+    public_url: str
+    """The base of the links this node hands out (results, uploads)."""
+    workers: int = 0
+    """Worker loops in this process; 0 serves the API only (``--no-worker``)."""
+    load_engine: EngineLoader | None = None
+    resolver: Resolver | None = None
+    """Name resolution for outbound URLs; the system's when ``None``."""
+    housekeeping: bool = True
+    """Run the reaper and the callback dispatcher: the loops every node may run."""
+
+
+class Supervisor:
+    """The background loops of one process, started and stopped together."""
+
     def __init__(self, runtime: Runtime, on_fatal: Callable[[], None]) -> None:
         self._rt = runtime
         self._on_fatal = on_fatal
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.engines_loaded = 0
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -44,13 +61,12 @@ class Background:
         log.critical("%s died; stopping", task.get_name(), exc_info=task.exception())
         self._on_fatal()
 
-    def start_reaper(self) -> None:
+    def start_housekeeping(self) -> None:
         self._spawn(run_reaper(self._rt, self.stop), "reaper")
-
-    def start_dispatcher(self) -> None:
         dispatcher = Dispatcher(
             self._rt.outbox,
             self._rt.client,
+            self._rt.presenter.callback_body,
             self._rt.metrics,
             poll_seconds=self._rt.settings.callback_poll_seconds,
         )
@@ -67,11 +83,11 @@ class Background:
         engine = await asyncio.to_thread(load_engine, self._rt.settings)
         extender = load_prompt_extender(self._rt.settings, engine)
         log.info("worker %s: prompt extension %s", worker_id, extender.name if extender else "off")
-        self.engines_loaded += 1
+        self._rt.engines.loaded += 1
         try:
             await Worker(self._rt, engine, worker_id, extender).run(self.stop)
         finally:
-            self.engines_loaded -= 1
+            self._rt.engines.loaded -= 1
             if extender is not None:
                 extender.close()
             await asyncio.to_thread(engine.close)
@@ -84,3 +100,40 @@ class Background:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Node:
+    runtime: Runtime
+    supervisor: Supervisor
+
+
+@asynccontextmanager
+async def run_node(
+    settings: Settings, options: NodeOptions, *, on_fatal: Callable[[], None]
+) -> AsyncIterator[Node]:
+    """Open the runtime and run the loops ``options`` ask for until the block ends."""
+    runtime = await open_runtime(settings, public_url=options.public_url, resolver=options.resolver)
+    supervisor = Supervisor(runtime, on_fatal)
+    if options.housekeeping:
+        supervisor.start_housekeeping()
+    if options.workers and options.load_engine is not None:
+        supervisor.start_workers(options.workers, options.load_engine)
+    try:
+        yield Node(runtime=runtime, supervisor=supervisor)
+    finally:
+        await supervisor.shutdown()
+        await runtime.close()
+
+
+def node_runtime(
+    settings: Settings, options: NodeOptions, *, on_fatal: Callable[[], None]
+) -> Callable[[], AbstractAsyncContextManager[Runtime]]:
+    """The node as the HTTP app's lifespan sees it: the runtime its routes are served from."""
+
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[Runtime]:
+        async with run_node(settings, options, on_fatal=on_fatal) as node:
+            yield node.runtime
+
+    return opened

@@ -1,0 +1,41 @@
+"""The ``qwenedit`` command: serve, worker, keys, credits, webhooks, db, doctor, version.
+
+Admin commands and ``serve --no-worker`` never import torch: engines load lazily."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from qwenedit import __version__
+from qwenedit.cli.admin import credits_app, db_app, keys_app, webhooks_app
+from qwenedit.cli.common import JsonOption, out
+from qwenedit.cli.serving import serve, worker
+
+app = typer.Typer(help="Self-hosted qwen-image-edit-plus server.", no_args_is_help=True)
+app.command()(serve)
+app.command()(worker)
+app.add_typer(keys_app, name="keys")
+app.add_typer(credits_app, name="credits")
+app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@app.command()
+def doctor(as_json: JsonOption = False) -> None:
+    """Print the GPU, its free memory, library versions and the engine configuration that fits."""
+    from qwenedit.doctor import inspect_machine
+
+    report = inspect_machine()
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    for label, value in report.lines():
+        out.print(f"[bold]{label}:[/] {value}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)

@@ -1,0 +1,180 @@
+"""``serve`` and ``worker``: the long-running commands. They share one definition of the engine
+options; ``serve --no-worker`` never imports torch (engines load lazily)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from qwenedit import __version__
+from qwenedit.cli.common import err, fail, run, settings_from, with_accounts
+from qwenedit.config import Settings
+from qwenedit.errors import ConfigError
+from qwenedit.logs import configure_logging
+from qwenedit.store.accounts import AccountRepo
+
+ENGINE_OPTIONS: dict[str, Any] = {
+    "engine": Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="qwen (the real model, CUDA), tiny (CPU, offline), remote, or module:Class",
+        ),
+    ],
+    "model": Annotated[str | None, typer.Option(help="Hub id or local directory of the model")],
+    "device": Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cuda:1, cpu")],
+    "dtype": Annotated[str | None, typer.Option(help="bfloat16 (default), float16, float32")],
+    "steps": Annotated[int | None, typer.Option(help="Denoising steps (default 40)")],
+    "true_cfg_scale": Annotated[float | None, typer.Option(help="true_cfg_scale (default 4.0)")],
+    "fast": Annotated[
+        int | None, typer.Option(help="Lightning mode: 8 or 4 steps, distilled LoRA, CFG off")
+    ],
+    "offload": Annotated[
+        str | None, typer.Option(help="none | model | group | sequential (see qwenedit doctor)")
+    ],
+    "vae_tiling": Annotated[
+        bool | None, typer.Option("--vae-tiling/--no-vae-tiling", help="Decode in tiles")
+    ],
+    "compile": Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the transformer")
+    ],
+    "warmup": Annotated[
+        bool | None, typer.Option("--warmup/--no-warmup", help="One edit at start (default on)")
+    ],
+}
+"""The flags that override engine settings, shared by ``serve`` and ``worker``."""
+
+WorkersOption = Annotated[int, typer.Option(min=1, help="Worker loops in this process")]
+
+
+def with_engine_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the engine flags; it receives the settings they make as ``settings``."""
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "settings"
+    ]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in ENGINE_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> None:
+        overrides = {name: values.pop(name) for name in ENGINE_OPTIONS}
+        command(settings=settings_from(**overrides), **values)
+
+    wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return wrapper
+
+
+def _check_engine(settings: Settings) -> None:
+    from qwenedit.engines.registry import check_engine_available
+
+    try:
+        check_engine_available(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _embedded_engine_settings(settings: Settings) -> Settings:
+    """In one embedded process, leave a core for the API and the event loop."""
+    if settings.torch_threads is not None:
+        return settings
+    return settings.model_copy(update={"torch_threads": max(1, (os.cpu_count() or 2) - 1)})
+
+
+async def _migrate(_: AccountRepo) -> None:
+    """Nothing to do with the accounts: opening them migrates an embedded SQLite."""
+
+
+def _terminate_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    it found; this one makes that a clean exit (status 0), which supervisors expect."""
+    raise SystemExit(0)
+
+
+@with_engine_options
+def serve(
+    settings: Settings,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
+    workers: WorkersOption = 1,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only")] = False,
+) -> None:
+    """Run the API, embedded worker(s) and the reaper in one process."""
+    import uvicorn
+
+    from qwenedit.api.app import create_app
+    from qwenedit.engines.registry import load_engine
+    from qwenedit.node import NodeOptions, node_runtime
+    from qwenedit.runtime import default_public_url
+
+    settings = _embedded_engine_settings(settings)
+    configure_logging(settings)
+    if not no_worker:
+        _check_engine(settings)
+    run(lambda: with_accounts(settings, _migrate))
+    public_url = default_public_url(settings, host, port)
+    options = NodeOptions(
+        public_url=public_url,
+        workers=0 if no_worker else workers,
+        load_engine=None if no_worker else load_engine,
+    )
+    app = create_app(
+        node_runtime(settings, options, on_fatal=_terminate_self),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+    )
+
+
+@with_engine_options
+def worker(settings: Settings, workers: WorkersOption = 1) -> None:
+    """Run worker loop(s), the reaper and the callback dispatcher, against a shared database."""
+    from qwenedit.engines.registry import load_engine
+    from qwenedit.node import NodeOptions, run_node
+    from qwenedit.runtime import default_public_url
+
+    configure_logging(settings)
+    _check_engine(settings)
+    if not settings.public_url:
+        logging.getLogger(__name__).warning(
+            "QWENEDIT_PUBLIC_URL is not set: callback bodies will link to 127.0.0.1:8000"
+        )
+    options = NodeOptions(
+        public_url=default_public_url(settings, "", 8000),
+        workers=workers,
+        load_engine=load_engine,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with run_node(settings, options, on_fatal=stop.set):
+            await stop.wait()
+
+    run(main)

@@ -1,0 +1,58 @@
+"""How the domain's refusals read on the wire: client text, status and ``Retry-After``.
+
+The store and the domain raise ``DomainError`` with facts; this is the one place that words
+them. The API's error handler applies it to any ``DomainError`` a service lets through."""
+
+from __future__ import annotations
+
+from qwenedit.domain.money import credits_text
+from qwenedit.errors import (
+    AccountNotFound,
+    ActiveTaskLimitReached,
+    ApiError,
+    Conflict,
+    DomainError,
+    IdempotencyConflict,
+    InsufficientQuota,
+    InternalError,
+    NotFound,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+    ServiceUnavailable,
+    TaskAlreadyFinished,
+    TaskNotFound,
+)
+
+ACTIVE_LIMIT_RETRY_AFTER = 5
+QUEUE_FULL_RETRY_AFTER = 10
+
+
+def as_api_error(error: DomainError) -> ApiError:
+    match error:
+        case QuotaExceeded(needed_milli=needed, balance_milli=balance):
+            return InsufficientQuota(
+                f"Insufficient credits: this request needs {credits_text(needed)} credits, "
+                f"the balance is {credits_text(balance)}"
+            )
+        case TaskNotFound():
+            return NotFound("Task not found or expired", param="task_id")
+        case TaskAlreadyFinished():
+            return Conflict("The task has already finished", param="task_id")
+        case ActiveTaskLimitReached(limit=limit):
+            return RateLimited(
+                f"Too many active tasks: at most {limit} may be pending or processing at once",
+                retry_after=ACTIVE_LIMIT_RETRY_AFTER,
+            )
+        case QueueFull():
+            return ServiceUnavailable(
+                "The queue is full, try again shortly", retry_after=QUEUE_FULL_RETRY_AFTER
+            )
+        case IdempotencyConflict():
+            return Conflict(
+                "This Idempotency-Key was already used with a different request",
+                param="Idempotency-Key",
+            )
+        case AccountNotFound():
+            return NotFound("Account not found")
+    return InternalError("Internal server error")

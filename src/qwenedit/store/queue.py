@@ -1,0 +1,143 @@
+"""The queue (DESIGN §1, §3): claim, lease heartbeat, progress, release, and the reaping of
+tasks whose worker vanished. Every worker write is fenced (see ``task_rows.fence``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, func, literal, select, update
+
+from qwenedit.domain.task import ErrorCode, TaskRecord
+from qwenedit.store.database import Database
+from qwenedit.store.tables import accounts, tasks
+from qwenedit.store.task_end import settle
+from qwenedit.store.task_rows import PENDING, PROCESSING, failed, fence, task_record
+
+
+@dataclass(frozen=True)
+class Reaped:
+    requeued: list[str]
+    """Ids of tasks put back to ``pending`` for another attempt."""
+    failed: list[TaskRecord]
+    """Tasks that were on their last attempt, now failed and refunded."""
+
+
+class QueueRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(self, worker_id: str, lease_seconds: float) -> TaskRecord | None:
+        """Take the next pending task: round-robin across accounts (the account served longest
+        ago first), oldest first within one. PostgreSQL skips rows other claimers hold; SQLite's
+        ``BEGIN IMMEDIATE`` already makes claimers take turns."""
+        now = datetime.now(UTC)
+        picked = (
+            select(tasks.c.id)
+            .join_from(tasks, accounts)
+            .where(tasks.c.status == PENDING)
+            .order_by(
+                accounts.c.last_claimed_at.asc().nulls_first(), tasks.c.created_at, tasks.c.id
+            )
+            .limit(1)
+            .with_for_update(of=tasks, skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        async with self._db.transaction() as connection:
+            row = (
+                await connection.execute(
+                    update(tasks)
+                    .where(tasks.c.id == picked.c.id)
+                    .values(
+                        status=PROCESSING,
+                        worker_id=worker_id,
+                        attempt=tasks.c.attempt + 1,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        claimed_at=now,
+                        started_at=func.coalesce(tasks.c.started_at, now),
+                    )
+                    .returning(*tasks.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            await connection.execute(
+                update(accounts).where(accounts.c.id == row.account_id).values(last_claimed_at=now)
+            )
+        return task_record(row)
+
+    async def heartbeat(
+        self, task_id: str, worker_id: str, attempt: int, lease_seconds: float
+    ) -> bool:
+        """Extend the lease; ``False`` when this attempt no longer holds the task."""
+        expires = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        return await self._fenced_update(task_id, worker_id, attempt, {"lease_expires_at": expires})
+
+    async def report_progress(
+        self, task_id: str, worker_id: str, attempt: int, progress: int
+    ) -> bool:
+        """Raise the stored progress (it never goes down); ``False`` when fenced out."""
+        value = min(max(progress, 0), 100)
+        rising = case((tasks.c.progress < value, value), else_=tasks.c.progress)
+        return await self._fenced_update(task_id, worker_id, attempt, {"progress": rising})
+
+    async def release(self, task_id: str, worker_id: str, attempt: int) -> bool:
+        """A stopping worker hands its task back: pending again, this attempt not counted."""
+        released = await self._fenced_update(
+            task_id,
+            worker_id,
+            attempt,
+            {
+                "status": PENDING,
+                "attempt": tasks.c.attempt - 1,
+                "worker_id": None,
+                "lease_expires_at": None,
+                "claimed_at": None,
+            },
+        )
+        if released:
+            await self._db.notify_new_task()
+        return released
+
+    async def _fenced_update(
+        self, task_id: str, worker_id: str, attempt: int, values: dict[str, Any]
+    ) -> bool:
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                update(tasks).where(fence(task_id, worker_id, attempt)).values(**values)
+            )
+        return result.rowcount > 0
+
+    async def reap(self, *, max_attempts: int) -> Reaped:
+        """Tasks whose lease expired go back to pending (progress kept; the attempt was counted
+        at claim) or, on their last attempt, fail with ``service_error`` and a full refund."""
+        now = datetime.now(UTC)
+        expired = and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < now)
+        message = literal("The task failed after ") + cast(tasks.c.attempt, String) + " attempts"
+        values = failed(now, ErrorCode.SERVICE_ERROR.value, message)
+        async with self._db.transaction() as connection:
+            requeued = (
+                await connection.execute(
+                    update(tasks)
+                    .where(expired, tasks.c.attempt < max_attempts)
+                    .values(status=PENDING, worker_id=None, lease_expires_at=None)
+                    .returning(tasks.c.id)
+                )
+            ).scalars()
+            requeued_ids = list(requeued)
+            rows = (
+                await connection.execute(
+                    update(tasks)
+                    .where(expired, tasks.c.attempt >= max_attempts)
+                    .values(**values)
+                    .returning(*tasks.c)
+                )
+            ).all()
+            ended = [task_record(row) for row in rows]
+            for task in ended:
+                await settle(connection, task, now)
+        if requeued_ids:
+            await self._db.notify_new_task()
+        return Reaped(requeued=requeued_ids, failed=ended)

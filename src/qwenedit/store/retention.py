@@ -1,0 +1,44 @@
+"""What the reaper deletes: result files past their TTL, and tasks past retention."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from qwenedit.domain.task import TaskRecord
+from qwenedit.store.database import Database
+from qwenedit.store.tables import tasks
+from qwenedit.store.task_rows import COMPLETED, NO_RESULTS, purgeable, task_record
+
+
+class RetentionRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def expired_results(self, now: datetime, result_ttl: float) -> list[TaskRecord]:
+        """Completed tasks whose result files outlived the TTL and are not cleared yet."""
+        cutoff = now - timedelta(seconds=result_ttl)
+        async with self._db.transaction(write=False) as connection:
+            rows = await connection.execute(
+                select(tasks).where(
+                    tasks.c.status == COMPLETED,
+                    tasks.c.finished_at < cutoff,
+                    tasks.c.result_keys != NO_RESULTS,
+                )
+            )
+            return [task_record(row) for row in rows]
+
+    async def clear_results(self, task_id: str) -> None:
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                update(tasks).where(tasks.c.id == task_id).values(result_keys=NO_RESULTS)
+            )
+
+    async def purge(self, now: datetime, retention_seconds: float) -> int:
+        """Delete finished tasks past retention (their outbox rows go with them; ledger rows
+        keep the task id as plain text, so no balance or ledger sum changes)."""
+        cutoff = now - timedelta(seconds=retention_seconds)
+        async with self._db.transaction() as connection:
+            result = await connection.execute(delete(tasks).where(purgeable(cutoff)))
+        return result.rowcount
