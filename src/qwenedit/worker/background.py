@@ -15,7 +15,7 @@ from typing import Any
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
-from qwenedit.extend.factory import load_prompt_extender
+from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.runtime import Runtime
 from qwenedit.worker.reaper import run_reaper
 from qwenedit.worker.runner import Worker
