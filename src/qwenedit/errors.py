@@ -25,7 +25,8 @@
     ├── TaskFailure            ends a task as ``failed`` with an ``ErrorCode`` (DESIGN §4.2)
     │   └── TaskCancelled          request_cancelled: raised from the step callback
     ├── WorkerStopping         control signal, not a failure: the worker hands the task back
-    └── OutboundRefused        the guarded client refused a URL (scheme, address, size)
+    ├── OutboundRefused        the guarded client refused a URL (scheme, address, size)
+    └── InputRejected          a URL refused by its text alone (internal literal host, bad data URI)
 
 A ``TaskFailure`` carries a message safe to show the task's owner: never an internal address.
 """
@@ -193,3 +194,8 @@ class WorkerStopping(QwenEditError):
 
 class OutboundRefused(QwenEditError):
     """A URL the guarded client will not fetch or post to; the message names no address."""
+
+
+class InputRejected(QwenEditError):
+    """An input image or callback URL refused before any network use (``media.sources``);
+    the message is safe to show the client and names no address."""

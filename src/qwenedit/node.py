@@ -17,7 +17,7 @@ from typing import Any
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
-from qwenedit.extend.factory import load_prompt_extender
+from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.media.resolver import Resolver
 from qwenedit.runtime import Runtime, open_runtime
 from qwenedit.worker.reaper import run_reaper

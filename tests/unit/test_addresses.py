@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from qwenedit.media.addresses import is_forbidden, literal_host_address
+from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,13 @@ def test_allowance_list_allows_only_its_networks() -> None:
     assert is_forbidden(ipaddress.ip_address("10.0.0.1"), allowance)
     assert is_forbidden(ipaddress.ip_address("169.254.169.254"), allowance)
     assert not is_forbidden(ipaddress.ip_address("8.8.8.8"), allowance)
+
+
+@pytest.mark.parametrize("host", ["localhost", "LocalHost.", "api.localhost"])
+def test_localhost_names_are_loopback_without_dns(host: str) -> None:
+    assert address_without_dns(host) == ipaddress.ip_address("127.0.0.1")
+
+
+def test_a_real_name_needs_dns_and_a_literal_does_not() -> None:
+    assert address_without_dns("localhost.example") is None
+    assert address_without_dns("0x7f.1") == ipaddress.ip_address("127.0.0.1")

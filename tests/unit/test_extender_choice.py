@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from qwenedit.config import Settings
+from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.errors import ConfigError
-from qwenedit.extend.factory import load_prompt_extender
 from support.engine import SteppingEngine
 
 

@@ -12,6 +12,12 @@ import socket
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+Allowance = bool | tuple[Network, ...]
+"""``Settings.private_network_allowance``: ``True`` allows every internal address, a tuple of
+networks just those, ``False`` none."""
+
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
@@ -47,11 +53,9 @@ def _is_internal(address: IPAddress) -> bool:
     )
 
 
-def is_forbidden(address: IPAddress, allowance: bool | tuple[Network, ...]) -> bool:
-    """Whether the server must refuse to connect to ``address``.
-
-    ``allowance`` is ``Settings.private_network_allowance``: ``True`` lets every internal
-    address through (development), a tuple of networks lets just those through."""
+def is_forbidden(address: IPAddress, allowance: Allowance) -> bool:
+    """Whether the server must refuse to connect to ``address``, given the operator's
+    ``allowance`` for internal addresses (development only)."""
     if not _is_internal(address):
         return False
     if allowance is True:
@@ -79,6 +83,16 @@ def literal_host_address(host: str) -> IPAddress | None:
         except OSError:
             return None
     return None
+
+
+def address_without_dns(host: str) -> IPAddress | None:
+    """The address ``host`` stands for without asking DNS: a literal address in any spelling,
+    or loopback for ``localhost`` and its subdomains (RFC 6761 has them answered locally, so
+    no resolver may be trusted to say otherwise). ``None`` for a name only DNS can answer."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return LOOPBACK
+    return literal_host_address(host)
 
 
 def _is_number(part: str) -> bool:

@@ -12,7 +12,7 @@ def parse_image_data_uri(uri: str, max_bytes: int) -> bytes:
     """The decoded bytes of an image data URI. Raises ``ValueError`` with a message fit for
     the client. The content itself is judged later, by decoding (magic bytes, not the type)."""
     header, comma, payload = uri.partition(",")
-    if not comma or not header.startswith("data:"):
+    if not comma or header[:5].lower() != "data:":
         raise ValueError("a data URI must look like data:image/png;base64,...")
     media_type, *parameters = header[len("data:") :].split(";")
     kind = media_type.strip().lower().removeprefix("image/")

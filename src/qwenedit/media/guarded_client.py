@@ -10,7 +10,6 @@ refused (callbacks); every call has a total deadline and a cap on the bytes it r
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 
 import httpx
@@ -18,14 +17,14 @@ import httpx
 from qwenedit import __version__
 from qwenedit.config import Settings
 from qwenedit.errors import OutboundRefused
-from qwenedit.media.addresses import IPAddress, is_forbidden, literal_host_address
+from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
 from qwenedit.media.resolver import Resolver, SystemResolver
+from qwenedit.media.sources import INTERNAL_MESSAGE
 
 USER_AGENT = f"qwenedit/{__version__}"
 CALLBACK_RESPONSE_CAP = 64 * 1024
 """Bytes of a callback receiver's answer we read before letting go of it."""
 _REDIRECTS = (301, 302, 303, 307, 308)
-INTERNAL_MESSAGE = "the URL points to an internal address, which this server refuses"
 
 
 def outbound_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -137,16 +136,11 @@ class GuardedClient:
         if not url.host:
             raise OutboundRefused("the URL has no host")
         port = url.port or (443 if url.scheme == "https" else 80)
-        literal = literal_host_address(url.host)
-        addresses = [literal] if literal is not None else await self._resolve(url.host, port)
+        known = address_without_dns(url.host)
+        addresses = [known] if known is not None else await self._resolver.resolve(url.host, port)
         if any(is_forbidden(address, self._allowance) for address in addresses):
             raise OutboundRefused(INTERNAL_MESSAGE)
         return str(addresses[0])
-
-    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
-        if host == "localhost" or host.endswith(".localhost"):
-            return [ipaddress.IPv4Address("127.0.0.1")]
-        return await self._resolver.resolve(host, port)
 
     async def aclose(self) -> None:
         await self._client.aclose()

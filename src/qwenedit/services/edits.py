@@ -9,15 +9,13 @@ import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from qwenedit.config import Settings
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
-from qwenedit.errors import InvalidRequest, NotFound, OutboundRefused
+from qwenedit.errors import InputRejected, InvalidRequest, NotFound, OutboundRefused
 from qwenedit.logs import task_fields
-from qwenedit.media.addresses import is_forbidden, literal_host_address
-from qwenedit.media.datauri import parse_image_data_uri
+from qwenedit.media.sources import UploadSource, classify_input, refuse_internal_host
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import Account
@@ -33,22 +31,6 @@ CALLBACK_CHECK_SECONDS = 5.0
 FALLBACK_SECONDS_PER_STEP = 1.0
 """Used for ``estimated_time`` until this server has measured tasks of its own: about one
 second per denoising step, the public figure for the real model on one H100 (DESIGN §7)."""
-
-
-def _refuse_internal_host(url: str, param: str, settings: Settings) -> None:
-    """Refuse at create what is decidable without DNS: a literal internal address or localhost.
-    Names are resolved and checked again when they are fetched or posted to."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    internal = host == "localhost" or host.endswith(".localhost")
-    address = literal_host_address(host)
-    if address is not None:
-        internal = is_forbidden(address, settings.private_network_allowance)
-    elif internal:
-        internal = settings.private_network_allowance is not True
-    if internal:
-        raise InvalidRequest(
-            "The URL points to an internal address, which this server refuses", param=param
-        )
 
 
 def _idempotency(header: str | None, body: object, window: float) -> IdempotencyKey | None:
@@ -92,23 +74,26 @@ class EditService:
         self._url_checker = url_checker
 
     async def _check_inputs(self, account: Account, request: EditRequest) -> None:
+        """What is decidable at create is a 400 now rather than a failed task later: a bad
+        data URI, a literal internal host, an upload that is not the caller's."""
         for index, url in enumerate(request.image_urls, start=1):
-            file_id = self._uploads.file_id(url)
-            if file_id is not None:
+            try:
+                source = classify_input(
+                    url,
+                    public_url=self._uploads.public_url,
+                    max_bytes=self._settings.max_image_bytes,
+                    allowance=self._settings.private_network_allowance,
+                )
+            except InputRejected as exc:
+                raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
+            if isinstance(source, UploadSource):
                 try:
-                    await self._uploads.owned(account, file_id)
+                    await self._uploads.owned(account, source.file_id)
                 except NotFound as exc:
                     raise InvalidRequest(
                         f"image_urls[{index}]: no such upload, or it has expired",
                         param="image_urls",
                     ) from exc
-            elif url.startswith("data:"):
-                try:
-                    parse_image_data_uri(url, self._settings.max_image_bytes)
-                except ValueError as exc:
-                    raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
-            else:
-                _refuse_internal_host(url, "image_urls", self._settings)
         if request.callback_url is not None:
             await self._check_callback(request.callback_url)
 
@@ -116,13 +101,13 @@ class EditService:
         """Literal addresses are refused without DNS; a name is resolved now too, so a callback
         that could never be delivered is a 400 rather than a silent failure later. (It is
         resolved and checked again at every delivery: DNS may change in between.)"""
-        _refuse_internal_host(url, "callback_url", self._settings)
         try:
+            refuse_internal_host(url, self._settings.private_network_allowance)
             async with asyncio.timeout(CALLBACK_CHECK_SECONDS):
                 await self._url_checker.check_url(
                     url, https_only=not self._settings.allow_insecure_callbacks
                 )
-        except OutboundRefused as exc:
+        except (InputRejected, OutboundRefused) as exc:
             raise InvalidRequest(f"callback_url: {exc}", param="callback_url") from exc
         except TimeoutError as exc:
             raise InvalidRequest(

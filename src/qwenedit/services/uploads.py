@@ -14,13 +14,11 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.config import Settings
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
 from qwenedit.media.images import open_checked, sniff_format
+from qwenedit.media.sources import upload_url
 from qwenedit.store.accounts import Account
 from qwenedit.store.files import FileRepo, StoredFile
 
 log = logging.getLogger(__name__)
-
-FILES_PATH = "/v1/files/"
-CONTENT_SUFFIX = "/content"
 
 
 def _new_file_id() -> str:
@@ -34,21 +32,16 @@ class UploadService:
         self._settings = settings
         self._files = files
         self._blobs = blobs
-        self._prefix = public_url.rstrip("/") + FILES_PATH
+        self.public_url = public_url
+        """The base of this server's links: ``media.sources`` recognises uploads by it."""
 
     @property
     def max_bytes(self) -> int:
         """The largest upload accepted."""
         return self._settings.max_image_bytes
 
-    def file_id(self, url: str) -> str | None:
-        """The upload a URL names, when it is one of this server's file URLs."""
-        if not url.startswith(self._prefix):
-            return None
-        return url[len(self._prefix) :].removesuffix(CONTENT_SUFFIX) or None
-
     def url(self, file_id: str) -> str:
-        return self._prefix + file_id + CONTENT_SUFFIX
+        return upload_url(self.public_url, file_id)
 
     async def upload(self, account: Account, data: bytes) -> dict[str, Any]:
         limit = self._settings.max_image_bytes

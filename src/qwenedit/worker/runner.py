@@ -16,6 +16,7 @@ from qwenedit.domain.sizing import output_size
 from qwenedit.domain.task import ErrorCode, TaskRecord
 from qwenedit.engines.base import EditJob, EditOutput, Engine
 from qwenedit.errors import (
+    InputRejected,
     OutboundRefused,
     TaskCancelled,
     TaskFailure,
@@ -23,8 +24,14 @@ from qwenedit.errors import (
 )
 from qwenedit.extend.base import PromptExtender
 from qwenedit.logs import task_fields
-from qwenedit.media.datauri import parse_image_data_uri
 from qwenedit.media.images import decode_input_image, encode_png
+from qwenedit.media.sources import (
+    DataUriSource,
+    InputSource,
+    RemoteSource,
+    UploadSource,
+    classify_input,
+)
 from qwenedit.media.watermark import apply_watermark
 from qwenedit.runtime import Runtime
 from qwenedit.worker.run_state import TaskRun
@@ -166,18 +173,17 @@ class Worker:
 
     async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
         images: list[Image.Image] = []
-        limit = self._settings.max_image_bytes
         for index, url in enumerate(task.params.image_urls):
             run.check()
             try:
-                file_id = self._rt.uploads.file_id(url)
-                if url.startswith("data:"):
-                    data = parse_image_data_uri(url, limit)
-                elif file_id is not None:
-                    data = await self._upload(file_id)
-                else:
-                    data = await self._rt.client.fetch(url, max_bytes=limit)
-            except (OutboundRefused, ValueError) as exc:
+                source = classify_input(
+                    url,
+                    public_url=self._rt.uploads.public_url,
+                    max_bytes=self._settings.max_image_bytes,
+                    allowance=self._settings.private_network_allowance,
+                )
+                data = await self._input_bytes(source)
+            except (InputRejected, OutboundRefused) as exc:
                 raise TaskFailure(
                     ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
                 ) from exc
@@ -185,11 +191,19 @@ class Worker:
             images.append(image)
         return images
 
-    async def _upload(self, file_id: str) -> bytes:
-        data = await self._rt.uploads.content(file_id)
-        if data is None:
-            raise ValueError("the uploaded file has expired or was deleted")
-        return data
+    async def _input_bytes(self, source: InputSource) -> bytes:
+        """Inline bytes as they are, uploads from the blob store, the rest over the network."""
+        match source:
+            case DataUriSource():
+                return source.data
+            case UploadSource():
+                data = await self._rt.uploads.content(source.file_id)
+                if data is None:
+                    raise InputRejected("the uploaded file has expired or was deleted")
+                return data
+            case RemoteSource():
+                limit = self._settings.max_image_bytes
+                return await self._rt.client.fetch(source.url, max_bytes=limit)
 
     async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
         """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""

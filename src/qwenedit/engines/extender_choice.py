@@ -1,10 +1,12 @@
 """Which PromptExtender a worker uses (``QWENEDIT_PROMPT_EXTEND``, DESIGN §8):
 ``auto`` is the chat endpoint when ``PROMPT_EXTEND_URL`` is set, else the engine's own VLM when
-it has one, else none; ``local``, ``openai`` and ``off`` force a choice."""
+it has one, else none; ``local``, ``openai`` and ``off`` force a choice.
+
+It lives with the engines because the choice needs a loaded engine: engines depend on
+``extend`` (an engine may offer its own extender), never the other way round."""
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol, runtime_checkable
 
 from qwenedit.config import Settings
@@ -12,8 +14,6 @@ from qwenedit.engines.base import Engine
 from qwenedit.errors import ConfigError
 from qwenedit.extend.base import PromptExtender
 from qwenedit.extend.openai_chat import OpenAIChatExtender
-
-log = logging.getLogger(__name__)
 
 
 @runtime_checkable

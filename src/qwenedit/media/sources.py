@@ -1,0 +1,90 @@
+"""Where an input image comes from, and what a URL's text alone is enough to refuse.
+
+An entry of ``image_urls`` is one of three kinds: an inline ``data:`` URI, one of this
+server's uploads, or a remote http(s) URL. The service classifies it at create (a refusal is a
+400) and the worker classifies it again when it fetches (a refusal fails the task), so the
+two can never disagree. Only what needs no DNS is decided here: a literal internal address or
+``localhost``. Names are resolved and checked by the guarded client when it connects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from qwenedit.errors import InputRejected
+from qwenedit.media.addresses import Allowance, address_without_dns, is_forbidden
+from qwenedit.media.datauri import parse_image_data_uri
+
+INTERNAL_MESSAGE = "the URL points to an internal address, which this server refuses"
+FILES_PATH = "/v1/files/"
+CONTENT_SUFFIX = "/content"
+_DATA_SCHEME = "data:"
+
+
+@dataclass(frozen=True)
+class DataUriSource:
+    """An inline image, already decoded from base64 (its content is judged later)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """An upload of this server, read from the blob store rather than over the network."""
+
+    file_id: str
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """An http(s) URL whose host is not refused by its text; the guarded client fetches it."""
+
+    url: str
+
+
+InputSource = DataUriSource | UploadSource | RemoteSource
+
+
+def upload_url(public_url: str, file_id: str) -> str:
+    """The URL under which this server hands out the upload ``file_id``."""
+    return public_url.rstrip("/") + FILES_PATH + file_id + CONTENT_SUFFIX
+
+
+def upload_file_id(url: str, public_url: str) -> str | None:
+    """The upload ``url`` names when it is one of this server's file URLs, else ``None``."""
+    prefix = public_url.rstrip("/") + FILES_PATH
+    if not url.startswith(prefix):
+        return None
+    return url[len(prefix) :].removesuffix(CONTENT_SUFFIX) or None
+
+
+def classify_input(
+    url: str, *, public_url: str, max_bytes: int, allowance: Allowance
+) -> InputSource:
+    """What one ``image_urls`` entry is. ``InputRejected`` for a malformed or oversized data
+    URI, or a remote URL whose host is refused without DNS (see ``refuse_internal_host``).
+
+    Uploads are recognised first: this server's own public URL may well be an internal
+    address (a development setup), and an upload is never fetched over the network anyway."""
+    file_id = upload_file_id(url, public_url)
+    if file_id is not None:
+        return UploadSource(file_id)
+    if url[: len(_DATA_SCHEME)].lower() == _DATA_SCHEME:
+        try:
+            return DataUriSource(parse_image_data_uri(url, max_bytes))
+        except ValueError as exc:
+            raise InputRejected(str(exc)) from exc
+    refuse_internal_host(url, allowance)
+    return RemoteSource(url)
+
+
+def refuse_internal_host(url: str, allowance: Allowance) -> None:
+    """``InputRejected`` when the URL's host is, without any DNS lookup, an internal address
+    the ``allowance`` does not cover: a literal address in any spelling, or ``localhost``."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError as exc:
+        raise InputRejected("the URL is malformed") from exc
+    address = address_without_dns(host)
+    if address is not None and is_forbidden(address, allowance):
+        raise InputRejected(INTERNAL_MESSAGE)
