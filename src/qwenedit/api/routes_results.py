@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Response
 
 from qwenedit.api.deps import RuntimeDep
+from qwenedit.api.openapi import errors
 from qwenedit.blobs.signing import verify
 from qwenedit.errors import NotFound, PermissionDenied
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["results"])
 @router.get(
     "/results/{key:path}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={200: {"content": {"image/png": {}}}, **errors(403, 404)},
     summary="Download a result image",
 )
 async def get_result(key: str, expires: int, signature: str, runtime: RuntimeDep) -> Response:

@@ -8,12 +8,13 @@ import json
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from qwenedit.config import Settings
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
+from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InvalidRequest, NotFound, OutboundRefused
 from qwenedit.media.addresses import is_forbidden, literal_host_address
 from qwenedit.media.datauri import parse_image_data_uri
@@ -127,7 +128,7 @@ class EditService:
 
     async def create(
         self, account: Account, body: object, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> TaskObject:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
         )
@@ -165,11 +166,11 @@ class EditService:
             log.info("task %s returned again for its idempotency key", task.id)
         return await self.present(task)
 
-    async def get(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def get(self, account: Account, task_id: str) -> TaskObject:
         task = await self._find(account, task_id)
         return await self.present(task)
 
-    async def cancel(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def cancel(self, account: Account, task_id: str) -> TaskObject:
         await self._find(account, task_id)
         task = await self._tasks.cancel(task_id, account.id)
         log.info("task %s cancelled by its owner", task.id)
@@ -185,7 +186,7 @@ class EditService:
             raise NotFound("Task not found or expired", param="task_id")
         return task
 
-    async def present(self, task: TaskRecord) -> dict[str, Any]:
+    async def present(self, task: TaskRecord) -> TaskObject:
         estimate = 0 if task.status.is_terminal else await self.estimated_time(task)
         return self._presenter.view(task, now=datetime.now(UTC), estimated_time=estimate)
 

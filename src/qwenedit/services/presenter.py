@@ -8,6 +8,7 @@ from typing import Any
 from qwenedit.blobs.signing import signed_path
 from qwenedit.domain.task import TaskRecord, TaskStatus
 from qwenedit.domain.views import task_view
+from qwenedit.domain.wire import TaskObject
 
 
 class TaskPresenter:
@@ -29,7 +30,7 @@ class TaskPresenter:
         expires = int(expires_at.timestamp())
         return [self._base + signed_path(key, expires, self._secret) for key in task.result_keys]
 
-    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> dict[str, Any]:
+    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> TaskObject:
         return task_view(
             task,
             result_urls=self.result_urls(task, now),
@@ -38,6 +39,7 @@ class TaskPresenter:
         )
 
     def final_view(self, task: TaskRecord) -> dict[str, Any]:
-        """The body of a terminal task, as the outbox snapshots it at finalize."""
+        """The body of a terminal task, as the outbox snapshots it at finalize: the same JSON
+        a read of the task shows."""
         now = task.finished_at or datetime.now(tz=task.created_at.tzinfo)
-        return self.view(task, now=now, estimated_time=0)
+        return self.view(task, now=now, estimated_time=0).model_dump(mode="json")
