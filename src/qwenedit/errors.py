@@ -109,14 +109,6 @@ class ApiError(QwenEditError):
         self.fallback_suggestion = fallback_suggestion
         self.retry_after = retry_after
 
-    def envelope(self) -> dict[str, object]:
-        body: dict[str, object] = {"code": self.status, "message": self.message, "type": self.type}
-        if self.param is not None:
-            body["param"] = self.param
-        if self.fallback_suggestion is not None:
-            body["fallback_suggestion"] = self.fallback_suggestion
-        return {"error": body}
-
 
 class InvalidRequest(ApiError):
     status = 400

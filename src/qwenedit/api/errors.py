@@ -6,9 +6,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from qwenedit.domain.wire import ErrorBody, ErrorEnvelope
 from qwenedit.errors import (
     ApiError,
     AuthenticationFailed,
@@ -38,31 +39,48 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def error_response(error: ApiError) -> JSONResponse:
+def envelope(error: ApiError) -> ErrorEnvelope:
+    return ErrorEnvelope(
+        error=ErrorBody(
+            code=error.status,
+            message=error.message,
+            type=error.type,
+            param=error.param,
+            fallback_suggestion=error.fallback_suggestion,
+        )
+    )
+
+
+def error_response(error: ApiError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     if isinstance(error, AuthenticationFailed):
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSONResponse(error.envelope(), status_code=error.status, headers=headers)
+    return Response(
+        envelope(error).model_dump_json(),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     return error_response(as_api_error(exc))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     kind = _BY_STATUS.get(exc.status_code, InvalidRequest)
     message = "Not found" if exc.status_code == 404 else str(exc.detail)
     return error_response(kind(message))
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
@@ -70,7 +88,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(InvalidRequest(str(first.get("msg", "Invalid request")), param=param))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("Internal server error"))
 

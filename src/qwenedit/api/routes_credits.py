@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from qwenedit.api.deps import AccountDep
-from qwenedit.api.schemas import Credits
+from qwenedit.api.openapi import errors
 from qwenedit.domain.money import milli_to_wire
+from qwenedit.domain.wire import Credits
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
 
-@router.get("/credits", responses={200: {"model": Credits}}, summary="Balance of the caller")
-async def get_credits(account: AccountDep) -> dict[str, Any]:
-    return {
-        "account": account.name,
-        "balance": milli_to_wire(account.balance_milli),
-        "user_group": account.user_group,
-    }
+@router.get("/credits", responses=errors(401), summary="Balance of the caller")
+async def get_credits(account: AccountDep) -> Credits:
+    return Credits(
+        account=account.name,
+        balance=milli_to_wire(account.balance_milli),
+        user_group=account.user_group,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from qwenedit.api.deps import ResultsDep
+from qwenedit.api.openapi import errors
 
 router = APIRouter(prefix="/v1", tags=["results"])
 
@@ -12,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["results"])
 @router.get(
     "/results/{key:path}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={200: {"content": {"image/png": {}}}, **errors(403, 404)},
     summary="Download a result image",
 )
 async def get_result(key: str, expires: int, signature: str, results: ResultsDep) -> Response:

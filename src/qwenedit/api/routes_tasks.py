@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
 from qwenedit.api.deps import AccountDep, EditsDep
-from qwenedit.api.schemas import EDIT_REQUEST_OPENAPI, TASK_RESPONSES
+from qwenedit.api.openapi import EDIT_REQUEST_OPENAPI, errors
+from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -25,7 +26,7 @@ async def _json_body(request: Request) -> object:
 
 @router.post(
     "/images/generations",
-    responses=TASK_RESPONSES,
+    responses=errors(400, 401, 402, 404, 409, 413, 429, 503),
     openapi_extra=EDIT_REQUEST_OPENAPI,
     summary="Create an image-edit task",
 )
@@ -40,16 +41,18 @@ async def create_task(
             description="Within 24 h, the same key from the same account returns the first task",
         ),
     ] = None,
-) -> Any:
+) -> TaskObject:
     body = await _json_body(request)
     return await edits.create(account, body, idempotency_key=idempotency_key)
 
 
-@router.get("/tasks/{task_id}", responses=TASK_RESPONSES, summary="Read a task")
-async def get_task(task_id: str, edits: EditsDep, account: AccountDep) -> Any:
+@router.get("/tasks/{task_id}", responses=errors(400, 401, 404), summary="Read a task")
+async def get_task(task_id: str, edits: EditsDep, account: AccountDep) -> TaskObject:
     return await edits.get(account, task_id)
 
 
-@router.post("/tasks/{task_id}/cancel", responses=TASK_RESPONSES, summary="Cancel a task")
-async def cancel_task(task_id: str, edits: EditsDep, account: AccountDep) -> Any:
+@router.post(
+    "/tasks/{task_id}/cancel", responses=errors(400, 401, 404, 409), summary="Cancel a task"
+)
+async def cancel_task(task_id: str, edits: EditsDep, account: AccountDep) -> TaskObject:
     return await edits.cancel(account, task_id)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from qwenedit.domain.money import milli_to_wire
-from qwenedit.domain.task import MODEL_NAME, TaskRecord, TaskStatus
+from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
+from qwenedit.domain.wire import TaskError, TaskInfo, TaskObject, Usage
 
 
-def wire_status(task: TaskRecord) -> str:
+def wire_status(task: TaskRecord) -> TaskStatus:
     """A task requeued after a lost lease stays ``processing`` on the wire (DESIGN §8)."""
     if task.status is TaskStatus.PENDING and task.attempt > 0:
-        return TaskStatus.PROCESSING.value
-    return task.status.value
+        return TaskStatus.PROCESSING
+    return task.status
+
+
+def _error(task: TaskRecord) -> TaskError:
+    """A code outside DESIGN §4.2's list is shown as ``unknown_error``, never a broken body."""
+    try:
+        code = ErrorCode(task.error_code or ErrorCode.UNKNOWN_ERROR)
+    except ValueError:
+        code = ErrorCode.UNKNOWN_ERROR
+    return TaskError(code=code, message=task.error_message or "")
+
+
+def _timestamp(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
 
 
 def task_view(
@@ -22,41 +35,27 @@ def task_view(
     result_urls: list[str],
     estimated_time: int,
     results_expire_at: datetime | None = None,
-) -> dict[str, Any]:
+) -> TaskObject:
     terminal = task.status.is_terminal
-    usage: dict[str, Any] = {
-        "billing_rule": "per_call",
-        "credits_reserved": milli_to_wire(task.reserved_milli),
-        "user_group": task.user_group,
-    }
-    if terminal:
-        usage["credits_used"] = milli_to_wire(task.used_milli or 0)
-    view: dict[str, Any] = {
-        "created": task.created,
-        "id": task.id,
-        "model": MODEL_NAME,
-        "object": "image.generation.task",
-        "progress": 100 if task.status is TaskStatus.COMPLETED else min(task.progress, 99),
-        "status": wire_status(task),
-        "task_info": {
-            "can_cancel": not terminal,
-            "estimated_time": 0 if terminal else max(1, estimated_time),
-        },
-        "type": "image",
-        "usage": usage,
-        "seed": task.params.seed,
-    }
-    if task.status is TaskStatus.COMPLETED:
-        view["results"] = result_urls
-        if results_expire_at is not None:
-            view["results_expire_at"] = int(results_expire_at.timestamp())
-    if task.status is TaskStatus.FAILED:
-        view["error"] = {
-            "code": task.error_code or "unknown_error",
-            "message": task.error_message or "",
-        }
-    if task.actual_prompt is not None:
-        view["actual_prompt"] = task.actual_prompt
-    if terminal and task.finished_at is not None:
-        view["completed_at"] = int(task.finished_at.timestamp())
-    return view
+    completed = task.status is TaskStatus.COMPLETED
+    return TaskObject(
+        created=task.created,
+        id=task.id,
+        progress=100 if completed else min(task.progress, 99),
+        status=wire_status(task),
+        task_info=TaskInfo(
+            can_cancel=not terminal,
+            estimated_time=0 if terminal else max(1, estimated_time),
+        ),
+        usage=Usage(
+            credits_reserved=milli_to_wire(task.reserved_milli),
+            user_group=task.user_group,
+            credits_used=milli_to_wire(task.used_milli or 0) if terminal else None,
+        ),
+        seed=task.params.seed,
+        results=result_urls if completed else None,
+        results_expire_at=_timestamp(results_expire_at) if completed else None,
+        error=_error(task) if task.status is TaskStatus.FAILED else None,
+        actual_prompt=task.actual_prompt,
+        completed_at=_timestamp(task.finished_at) if terminal else None,
+    )

@@ -7,21 +7,40 @@ from typing import Any
 
 from qwenedit.config import Settings
 from qwenedit.domain.task import is_task_id
+from qwenedit.domain.wire import CallbackAttempt, CallbackDelivery, CallbackHistory
 from qwenedit.errors import Conflict, InvalidRequest
 from qwenedit.store.accounts import Account
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo
 
 
-def _wire(value: Any) -> Any:
-    """Timestamps as Unix seconds, like every other time on the wire."""
-    if isinstance(value, datetime):
-        return round(value.timestamp(), 3)
-    if isinstance(value, list):
-        return [_wire(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _wire(item) for key, item in value.items()}
-    return value
+def _seconds(moment: datetime) -> float:
+    """Unix seconds like every other time on the wire, here to the millisecond."""
+    return round(moment.timestamp(), 3)
+
+
+def _seconds_or_none(moment: datetime | None) -> float | None:
+    return None if moment is None else _seconds(moment)
+
+
+def _delivery(row: dict[str, Any]) -> CallbackDelivery:
+    return CallbackDelivery(
+        id=row["id"],
+        url=row["url"],
+        status=row["status"],
+        created_at=_seconds(row["created_at"]),
+        delivered_at=_seconds_or_none(row["delivered_at"]),
+        next_attempt_at=_seconds_or_none(row["next_attempt_at"]),
+        attempts=[
+            CallbackAttempt(
+                attempted_at=_seconds(attempt["attempted_at"]),
+                status_code=attempt["status_code"],
+                error=attempt["error"],
+                duration_ms=attempt["duration_ms"],
+            )
+            for attempt in row["attempts"]
+        ],
+    )
 
 
 class CallbackService:
@@ -35,12 +54,12 @@ class CallbackService:
             raise InvalidRequest("Malformed task id", param="task_id")
         await self._tasks.get(task_id, account.id, retention_seconds=self._settings.task_retention)
 
-    async def history(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def history(self, account: Account, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)
         deliveries = await self._outbox.history(task_id, account.id)
-        return {"object": "list", "task_id": task_id, "data": _wire(deliveries)}
+        return CallbackHistory(task_id=task_id, data=[_delivery(row) for row in deliveries])
 
-    async def redeliver(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def redeliver(self, account: Account, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)
         if await self._outbox.redeliver(task_id, account.id) is None:
             raise Conflict(

@@ -8,11 +8,12 @@ import json
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from qwenedit.config import Settings
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
+from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound, OutboundRefused
 from qwenedit.logs import task_fields
 from qwenedit.media.sources import UploadSource, classify_input, refuse_internal_host
@@ -116,7 +117,7 @@ class EditService:
 
     async def create(
         self, account: Account, body: object, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> TaskObject:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
         )
@@ -161,11 +162,11 @@ class EditService:
             )
         return await self.present(task)
 
-    async def get(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def get(self, account: Account, task_id: str) -> TaskObject:
         task = await self._find(account, task_id)
         return await self.present(task)
 
-    async def cancel(self, account: Account, task_id: str) -> dict[str, Any]:
+    async def cancel(self, account: Account, task_id: str) -> TaskObject:
         await self._find(account, task_id)
         task = await self._tasks.cancel(task_id, account.id)
         log.info(
@@ -182,7 +183,7 @@ class EditService:
             task_id, account.id, retention_seconds=self._settings.task_retention
         )
 
-    async def present(self, task: TaskRecord) -> dict[str, Any]:
+    async def present(self, task: TaskRecord) -> TaskObject:
         estimate = 0 if task.status.is_terminal else await self.estimated_time(task)
         return self._presenter.view(task, now=datetime.now(UTC), estimated_time=estimate)
 

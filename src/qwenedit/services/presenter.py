@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from qwenedit.blobs.signing import signed_path
 from qwenedit.domain.task import TaskRecord, TaskStatus
 from qwenedit.domain.views import task_view
+from qwenedit.domain.wire import TaskObject
 
 
 class TaskPresenter:
@@ -30,7 +29,7 @@ class TaskPresenter:
         expires = int(expires_at.timestamp())
         return [self._base + signed_path(key, expires, self._secret) for key in task.result_keys]
 
-    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> dict[str, Any]:
+    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> TaskObject:
         return task_view(
             task,
             result_urls=self.result_urls(task, now),
@@ -38,11 +37,7 @@ class TaskPresenter:
             results_expire_at=self.results_expire_at(task),
         )
 
-    def final_view(self, task: TaskRecord) -> dict[str, Any]:
-        """The body of a terminal task, as the outbox snapshots it at finalize."""
-        now = task.finished_at or datetime.now(tz=task.created_at.tzinfo)
-        return self.view(task, now=now, estimated_time=0)
-
     def callback_body(self, task: TaskRecord) -> bytes:
-        """The callback body of a finished task: exactly what ``GET /v1/tasks/{id}`` shows."""
-        return json.dumps(self.final_view(task)).encode()
+        """The callback body of a finished task, rendered when it is sent: exactly what
+        ``GET /v1/tasks/{id}`` shows at that moment."""
+        return self.view(task, now=datetime.now(UTC), estimated_time=0).model_dump_json().encode()

@@ -8,10 +8,10 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from qwenedit.blobs.base import BlobStore
 from qwenedit.config import Settings
+from qwenedit.domain.wire import FileObject
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
 from qwenedit.media.images import open_checked, sniff_format
 from qwenedit.media.sources import upload_url
@@ -43,7 +43,7 @@ class UploadService:
     def url(self, file_id: str) -> str:
         return upload_url(self.public_url, file_id)
 
-    async def upload(self, account: Account, data: bytes) -> dict[str, Any]:
+    async def upload(self, account: Account, data: bytes) -> FileObject:
         limit = self._settings.max_image_bytes
         if len(data) > limit:
             raise RequestTooLarge(f"The file is larger than {limit} bytes", param="file")
@@ -105,15 +105,14 @@ class UploadService:
             log.info("file %s expired and was deleted", stored.id)
         return len(expired)
 
-    def view(self, stored: StoredFile) -> dict[str, Any]:
-        return {
-            "id": stored.id,
-            "object": "file",
-            "url": self.url(stored.id),
-            "bytes": stored.bytes,
-            "mime_type": stored.mime_type,
-            "width": stored.width,
-            "height": stored.height,
-            "created_at": int(stored.created_at.timestamp()),
-            "expires_at": int(stored.expires_at.timestamp()),
-        }
+    def view(self, stored: StoredFile) -> FileObject:
+        return FileObject(
+            id=stored.id,
+            url=self.url(stored.id),
+            bytes=stored.bytes,
+            mime_type=stored.mime_type,
+            width=stored.width,
+            height=stored.height,
+            created_at=int(stored.created_at.timestamp()),
+            expires_at=int(stored.expires_at.timestamp()),
+        )

@@ -1,0 +1,26 @@
+"""What the routes add to the OpenAPI document beyond their return types: the create body
+(documented, not validated by FastAPI) and the error envelope under each status a route answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qwenedit.domain.wire import EditRequestBody, ErrorEnvelope
+
+EDIT_REQUEST_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": EditRequestBody.model_json_schema()}},
+    }
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The envelope under each status the route answers on purpose, and as ``default`` for
+    any other (a 500, a 405). Declaring ``default`` also keeps FastAPI from documenting a 422
+    that the error handlers answer as a 400."""
+    declared: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorEnvelope} for status in statuses
+    }
+    declared["default"] = {"model": ErrorEnvelope, "description": "Any other error"}
+    return declared
