@@ -4,27 +4,36 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import os
 import secrets
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from qwenedit.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+HEARTBEATS_PER_LEASE = 3
 
 
-class Settings(BaseSettings):
-    """Every tunable of the server. Durations are seconds, sizes bytes."""
+class Group(BaseModel):
+    """A part of the settings, for the modules that need only that part."""
 
-    model_config = SettingsConfigDict(env_prefix="QWENEDIT_", extra="ignore", frozen=True)
+    model_config = ConfigDict(frozen=True)
+
+
+class NodeSettings(Group):
+    """Where this process keeps its state and how it talks about itself."""
 
     data_dir: Path = Path("./qwenedit-data")
     database_url: str | None = None
@@ -32,6 +41,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    metrics_token: SecretStr | None = None
+
+
+class ModelSettings(Group):
+    """The engine and its model (``--engine`` and the flags that go with it)."""
 
     engine: str = "qwen"
     model: str = "Qwen/Qwen-Image-Edit-2509"
@@ -60,6 +74,8 @@ class Settings(BaseSettings):
     remote_dialect: Literal["openai", "sglang", "vllm-omni"] = "openai"
     remote_timeout: float = 600.0
 
+
+class PromptExtendSettings(Group):
     prompt_extend: Literal["auto", "local", "openai", "off"] = "auto"
     prompt_extend_url: str | None = None
     """Base URL of an OpenAI-compatible chat endpoint with vision, e.g. ``http://host/v1``."""
@@ -67,49 +83,16 @@ class Settings(BaseSettings):
     prompt_extend_api_key: SecretStr | None = None
     prompt_extend_timeout: float = 30.0
 
+
+class OutboundSettings(Group):
+    """Every URL the server fetches or posts to (DESIGN §6)."""
+
     allow_private_network: Annotated[str, NoDecode] = ""
     allow_insecure_callbacks: bool = False
     ca_bundle: Path | None = None
     """PEM file of extra certificate authorities that outbound HTTPS trusts."""
-
-    price_per_image: Decimal = Decimal(1)
-    prices: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
-
-    lease_seconds: float = 60.0
-    heartbeat_seconds: float = 10.0
-    max_attempts: int = 3
-    poll_seconds: float = 1.0
-    callback_poll_seconds: float = 0.2
-    reaper_seconds: float = 5.0
-    task_timeout: float = 1800.0
-    shutdown_grace: float = 30.0
-
-    max_image_bytes: int = 32 * MIB
-    max_body_bytes: int = 40 * MIB
-    max_image_pixels: int = 3072 * 3072
     fetch_timeout: float = 30.0
     max_redirects: int = 3
-
-    result_ttl: float = 24 * 3600.0
-    upload_ttl: float = 72 * 3600.0
-    idempotency_window: float = 24 * 3600.0
-    task_retention: float = 7 * 24 * 3600.0
-
-    max_active_per_account: int | None = None
-    max_queue_depth: int | None = None
-    metrics_token: SecretStr | None = None
-
-    @field_validator("prices", mode="before")
-    @classmethod
-    def _parse_prices(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if not value.strip():
-                return {}
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError("QWENEDIT_PRICES must be a JSON object") from exc
-        return value
 
     @cached_property
     def private_network_allowance(self) -> bool | tuple[Network, ...]:
@@ -123,6 +106,90 @@ class Settings(BaseSettings):
             return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part)
         except ValueError as exc:
             raise ConfigError(f"QWENEDIT_ALLOW_PRIVATE_NETWORK: {exc}") from exc
+
+
+class BillingSettings(Group):
+    """Prices and the admission limits checked when a task is created."""
+
+    price_per_image: Decimal = Decimal(1)
+    prices: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
+    max_active_per_account: int | None = None
+    max_queue_depth: int | None = None
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError("QWENEDIT_PRICES must be a JSON object") from exc
+        return value
+
+    def price_milli(self, user_group: str) -> int:
+        """Price of one image for a user group, in milli-credits."""
+        price = self.prices.get(user_group, self.prices.get("default", self.price_per_image))
+        return int(Decimal(price) * 1000)
+
+
+class QueueSettings(Group):
+    """Leases, polling and the life of a task on a worker."""
+
+    lease_seconds: float = Field(60.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    poll_seconds: float = Field(1.0, gt=0)
+    callback_poll_seconds: float = Field(0.2, gt=0)
+    reaper_seconds: float = Field(5.0, gt=0)
+    task_timeout: float = Field(1800.0, gt=0)
+    shutdown_grace: float = Field(30.0, ge=0)
+
+
+class LimitSettings(Group):
+    """Sizes of what clients send."""
+
+    max_image_bytes: int = Field(32 * MIB, gt=0)
+    max_body_bytes: int = Field(40 * MIB, gt=0)
+    max_image_pixels: int = Field(3072 * 3072, gt=0)
+
+
+class RetentionSettings(Group):
+    """How long things are kept."""
+
+    result_ttl: float = 24 * 3600.0
+    upload_ttl: float = 72 * 3600.0
+    idempotency_window: float = 24 * 3600.0
+    task_retention: float = 7 * 24 * 3600.0
+
+
+class Settings(
+    BaseSettings,
+    NodeSettings,
+    ModelSettings,
+    PromptExtendSettings,
+    OutboundSettings,
+    BillingSettings,
+    QueueSettings,
+    LimitSettings,
+    RetentionSettings,
+):
+    """Every tunable of the server, read once from ``QWENEDIT_*`` variables. Durations are
+    seconds, sizes bytes. A module that needs one part is typed with that part (a ``Group``):
+    it receives this object and sees only its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="QWENEDIT_", extra="ignore", frozen=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.heartbeat_seconds * HEARTBEATS_PER_LEASE > self.lease_seconds:
+            raise ValueError(
+                f"QWENEDIT_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be at most a third "
+                f"of QWENEDIT_LEASE_SECONDS ({self.lease_seconds:g}), so that one late heartbeat "
+                "does not lose the lease"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -141,11 +208,6 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
-    def price_milli(self, user_group: str) -> int:
-        """Price of one image for a user group, in milli-credits."""
-        price = self.prices.get(user_group, self.prices.get("default", self.price_per_image))
-        return int(Decimal(price) * 1000)
-
     def load_secret_key(self) -> bytes:
         """The signing secret. Generated once and kept in the data dir, for SQLite only."""
         if self.secret_key is not None:
@@ -155,6 +217,25 @@ class Settings(BaseSettings):
         path = self.data_dir / SECRET_FILE_NAME
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as secret_file:
+                secret_file.write(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+    def check_at_start(self) -> None:
+        """What ``serve`` and ``worker`` check before they start: ``ConfigError`` for settings
+        that cannot work, a WARNING for each development switch that is on (DESIGN §6)."""
+        self.load_secret_key()
+        allowance = self.private_network_allowance
+        if allowance is not False:
+            shown = "all" if allowance is True else ", ".join(str(net) for net in allowance)
+            log.warning(
+                "QWENEDIT_ALLOW_PRIVATE_NETWORK is on (%s): image URLs and callbacks may reach "
+                "internal addresses; never use this on a server exposed to the internet",
+                shown,
+            )
+        if self.allow_insecure_callbacks:
+            log.warning(
+                "QWENEDIT_ALLOW_INSECURE_CALLBACKS is on: callbacks may use plain http://, so "
+                "their bodies and signatures travel unencrypted"
+            )

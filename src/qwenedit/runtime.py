@@ -87,10 +87,19 @@ async def open_runtime(
     metrics = Metrics()
     engines = LocalEngines()
     uploads = UploadService(
-        settings=settings, files=FileRepo(db), blobs=blobs, public_url=public_url
+        limits=settings,
+        retention=settings,
+        files=FileRepo(db),
+        blobs=blobs,
+        public_url=public_url,
     )
     edits = EditService(
-        settings=settings,
+        outbound=settings,
+        billing=settings,
+        limits=settings,
+        retention=settings,
+        queue=settings,
+        steps=settings.steps,
         tasks=tasks,
         stats=stats,
         workers=workers,
@@ -124,7 +133,7 @@ async def open_runtime(
         presenter=presenter,
         edits=edits,
         uploads=uploads,
-        callbacks=CallbackService(settings=settings, tasks=tasks, outbox=outbox),
+        callbacks=CallbackService(retention=settings, tasks=tasks, outbox=outbox),
         results=ResultService(blobs=blobs, secret=secret),
         operations=operations,
     )

@@ -86,6 +86,13 @@ def _check_engine(settings: Settings) -> None:
         raise fail(str(exc)) from exc
 
 
+def _check_at_start(settings: Settings) -> None:
+    try:
+        settings.check_at_start()
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
 def _embedded_engine_settings(settings: Settings) -> Settings:
     """In one embedded process, leave a core for the API and the event loop."""
     if settings.torch_threads is not None:
@@ -125,6 +132,7 @@ def serve(
 
     settings = _embedded_engine_settings(settings)
     configure_logging(settings)
+    _check_at_start(settings)
     if not no_worker:
         _check_engine(settings)
     run(lambda: with_accounts(settings, _migrate))
@@ -158,6 +166,7 @@ def worker(settings: Settings, workers: WorkersOption = 1) -> None:
     from qwenedit.runtime import default_public_url
 
     configure_logging(settings)
+    _check_at_start(settings)
     _check_engine(settings)
     if not settings.public_url:
         logging.getLogger(__name__).warning(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from qwenedit.config import Settings
+from qwenedit.config import PromptExtendSettings
 from qwenedit.engines.base import Engine
 from qwenedit.errors import ConfigError
 from qwenedit.extend.base import PromptExtender
@@ -23,7 +23,7 @@ class HasLocalExtender(Protocol):
     def local_prompt_extender(self) -> PromptExtender | None: ...
 
 
-def load_prompt_extender(settings: Settings, engine: Engine) -> PromptExtender | None:
+def load_prompt_extender(settings: PromptExtendSettings, engine: Engine) -> PromptExtender | None:
     mode = settings.prompt_extend
     if mode == "off":
         return None

@@ -15,7 +15,7 @@ import ssl
 import httpx
 
 from qwenedit import __version__
-from qwenedit.config import Settings
+from qwenedit.config import OutboundSettings
 from qwenedit.errors import OutboundRefused
 from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
 from qwenedit.media.resolver import Resolver, SystemResolver
@@ -27,7 +27,7 @@ CALLBACK_RESPONSE_CAP = 64 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def outbound_ssl_context(settings: Settings) -> ssl.SSLContext:
+def outbound_ssl_context(settings: OutboundSettings) -> ssl.SSLContext:
     """Default trust (certifi, as httpx) plus the operator's extra CAs (``CA_BUNDLE``)."""
     context = httpx.create_ssl_context()
     if settings.ca_bundle is not None:
@@ -38,7 +38,7 @@ def outbound_ssl_context(settings: Settings) -> ssl.SSLContext:
 class GuardedClient:
     def __init__(
         self,
-        settings: Settings,
+        settings: OutboundSettings,
         *,
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,

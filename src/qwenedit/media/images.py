@@ -7,7 +7,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from qwenedit.config import Settings
+from qwenedit.config import LimitSettings
 from qwenedit.domain.task import ErrorCode
 from qwenedit.errors import TaskFailure
 
@@ -35,7 +35,7 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def open_checked(data: bytes, settings: Settings) -> Image.Image:
+def open_checked(data: bytes, limits: LimitSettings) -> Image.Image:
     """Open (headers only) and check format, pixel count and side lengths before decoding.
     Raises ``ValueError`` with a message fit for the client."""
     if sniff_format(data) is None:
@@ -49,8 +49,8 @@ def open_checked(data: bytes, settings: Settings) -> Image.Image:
     except OSError as exc:
         raise ValueError(f"the file could not be read as an image ({exc})") from None
     width, height = image.size
-    if width * height > settings.max_image_pixels:
-        raise ValueError(f"{width}x{height} has more than {settings.max_image_pixels} pixels")
+    if width * height > limits.max_image_pixels:
+        raise ValueError(f"{width}x{height} has more than {limits.max_image_pixels} pixels")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise ValueError(f"{width}x{height}: each side must be {MIN_SIDE} to {MAX_SIDE} pixels")
     return image
@@ -68,10 +68,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_input_image(data: bytes, index: int, settings: Settings) -> Image.Image:
+def decode_input_image(data: bytes, index: int, limits: LimitSettings) -> Image.Image:
     """An input image as RGB, or ``TaskFailure(image_processing_error)`` naming it by position."""
     try:
-        return to_rgb(open_checked(data, settings))
+        return to_rgb(open_checked(data, limits))
     except ValueError as exc:
         raise TaskFailure(ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}") from exc
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from qwenedit.config import Settings
+from qwenedit.config import RetentionSettings
 from qwenedit.domain.task import is_task_id
 from qwenedit.domain.wire import CallbackAttempt, CallbackDelivery, CallbackHistory
 from qwenedit.errors import Conflict, InvalidRequest
@@ -44,15 +44,17 @@ def _delivery(row: dict[str, Any]) -> CallbackDelivery:
 
 
 class CallbackService:
-    def __init__(self, *, settings: Settings, tasks: TaskRepo, outbox: OutboxRepo) -> None:
-        self._settings = settings
+    def __init__(
+        self, *, retention: RetentionSettings, tasks: TaskRepo, outbox: OutboxRepo
+    ) -> None:
+        self._retention = retention
         self._tasks = tasks
         self._outbox = outbox
 
     async def _check_owner(self, account: Account, task_id: str) -> None:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
-        await self._tasks.get(task_id, account.id, retention_seconds=self._settings.task_retention)
+        await self._tasks.get(task_id, account.id, retention_seconds=self._retention.task_retention)
 
     async def history(self, account: Account, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)

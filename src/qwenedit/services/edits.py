@@ -10,7 +10,13 @@ import secrets
 from datetime import UTC, datetime
 from typing import Protocol
 
-from qwenedit.config import Settings
+from qwenedit.config import (
+    BillingSettings,
+    LimitSettings,
+    OutboundSettings,
+    QueueSettings,
+    RetentionSettings,
+)
 from qwenedit.domain.request import EditRequest, parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
 from qwenedit.domain.wire import TaskObject
@@ -58,7 +64,12 @@ class EditService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        outbound: OutboundSettings,
+        billing: BillingSettings,
+        limits: LimitSettings,
+        retention: RetentionSettings,
+        queue: QueueSettings,
+        steps: int,
         tasks: TaskRepo,
         stats: TaskStats,
         workers: WorkerRepo,
@@ -66,7 +77,12 @@ class EditService:
         uploads: UploadService,
         url_checker: UrlChecker,
     ) -> None:
-        self._settings = settings
+        self._outbound = outbound
+        self._billing = billing
+        self._limits = limits
+        self._retention = retention
+        self._queue = queue
+        self._steps = steps
         self._tasks = tasks
         self._stats = stats
         self._workers = workers
@@ -82,8 +98,8 @@ class EditService:
                 source = classify_input(
                     url,
                     public_url=self._uploads.public_url,
-                    max_bytes=self._settings.max_image_bytes,
-                    allowance=self._settings.private_network_allowance,
+                    max_bytes=self._limits.max_image_bytes,
+                    allowance=self._outbound.private_network_allowance,
                 )
             except InputRejected as exc:
                 raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
@@ -103,10 +119,10 @@ class EditService:
         that could never be delivered is a 400 rather than a silent failure later. (It is
         resolved and checked again at every delivery: DNS may change in between.)"""
         try:
-            refuse_internal_host(url, self._settings.private_network_allowance)
+            refuse_internal_host(url, self._outbound.private_network_allowance)
             async with asyncio.timeout(CALLBACK_CHECK_SECONDS):
                 await self._url_checker.check_url(
-                    url, https_only=not self._settings.allow_insecure_callbacks
+                    url, https_only=not self._outbound.allow_insecure_callbacks
                 )
         except (InputRejected, OutboundRefused) as exc:
             raise InvalidRequest(f"callback_url: {exc}", param="callback_url") from exc
@@ -119,10 +135,10 @@ class EditService:
         self, account: Account, body: object, *, idempotency_key: str | None = None
     ) -> TaskObject:
         request = parse_edit_request(
-            body, allow_insecure_callbacks=self._settings.allow_insecure_callbacks
+            body, allow_insecure_callbacks=self._outbound.allow_insecure_callbacks
         )
         await self._check_inputs(account, request)
-        idempotency = _idempotency(idempotency_key, body, self._settings.idempotency_window)
+        idempotency = _idempotency(idempotency_key, body, self._retention.idempotency_window)
         now = datetime.now(UTC)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         params = TaskParams(
@@ -140,12 +156,12 @@ class EditService:
             id=new_task_id(int(now.timestamp())),
             account_id=account.id,
             params=params,
-            price_milli=self._settings.price_milli(account.user_group),
+            price_milli=self._billing.price_milli(account.user_group),
             created_at=now,
         )
         limits = Limits(
-            max_active_per_account=self._settings.max_active_per_account,
-            max_queue_depth=self._settings.max_queue_depth,
+            max_active_per_account=self._billing.max_active_per_account,
+            max_queue_depth=self._billing.max_queue_depth,
         )
         created = await self._tasks.create(new, limits, idempotency)
         task = created.task
@@ -180,7 +196,7 @@ class EditService:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
         return await self._tasks.get(
-            task_id, account.id, retention_seconds=self._settings.task_retention
+            task_id, account.id, retention_seconds=self._retention.task_retention
         )
 
     async def present(self, task: TaskRecord) -> TaskObject:
@@ -192,8 +208,8 @@ class EditService:
         guess before any was measured) times the work ahead of it, spread over live workers."""
         mean = await self._stats.recent_task_seconds()
         if mean is None:
-            mean = FALLBACK_SECONDS_PER_STEP * self._settings.steps
-        workers = max(1, await self._workers.alive_count(3 * self._settings.heartbeat_seconds))
+            mean = FALLBACK_SECONDS_PER_STEP * self._steps
+        workers = max(1, await self._workers.alive_count(3 * self._queue.heartbeat_seconds))
         ahead = await self._stats.queue_ahead(task) if task.attempt == 0 else 0
         remaining_share = 1.0 - min(task.progress, 99) / 100
         return max(1, round(mean * (ahead / workers + remaining_share)))

@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.config import Settings
+from qwenedit.config import LimitSettings, RetentionSettings
 from qwenedit.domain.wire import FileObject
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
 from qwenedit.media.images import open_checked, sniff_format
@@ -27,9 +27,16 @@ def _new_file_id() -> str:
 
 class UploadService:
     def __init__(
-        self, *, settings: Settings, files: FileRepo, blobs: BlobStore, public_url: str
+        self,
+        *,
+        limits: LimitSettings,
+        retention: RetentionSettings,
+        files: FileRepo,
+        blobs: BlobStore,
+        public_url: str,
     ) -> None:
-        self._settings = settings
+        self._limits = limits
+        self._retention = retention
         self._files = files
         self._blobs = blobs
         self.public_url = public_url
@@ -38,19 +45,19 @@ class UploadService:
     @property
     def max_bytes(self) -> int:
         """The largest upload accepted."""
-        return self._settings.max_image_bytes
+        return self._limits.max_image_bytes
 
     def url(self, file_id: str) -> str:
         return upload_url(self.public_url, file_id)
 
     async def upload(self, account: Account, data: bytes) -> FileObject:
-        limit = self._settings.max_image_bytes
+        limit = self._limits.max_image_bytes
         if len(data) > limit:
             raise RequestTooLarge(f"The file is larger than {limit} bytes", param="file")
         if not data:
             raise InvalidRequest("The file is empty", param="file")
         try:
-            image = await asyncio.to_thread(open_checked, data, self._settings)
+            image = await asyncio.to_thread(open_checked, data, self._limits)
         except ValueError as exc:
             raise InvalidRequest(f"file: {exc}", param="file") from exc
         now = datetime.now(UTC)
@@ -63,7 +70,7 @@ class UploadService:
             width=image.width,
             height=image.height,
             created_at=now,
-            expires_at=now + timedelta(seconds=self._settings.upload_ttl),
+            expires_at=now + timedelta(seconds=self._retention.upload_ttl),
         )
         stored = StoredFile(**{**stored.__dict__, "blob_key": f"files/{stored.id}"})
         await self._blobs.put(stored.blob_key, data)

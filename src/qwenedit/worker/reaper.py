@@ -8,6 +8,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from qwenedit.domain.task import ErrorCode
 from qwenedit.logs import task_fields
 from qwenedit.runtime import Runtime
 
@@ -25,7 +26,7 @@ async def reap_once(runtime: Runtime) -> None:
             extra={"task_id": task_id, "status": "pending"},
         )
     for task in reaped.failed:
-        runtime.metrics.inc("qwenedit_tasks_finished_total", outcome="service_error")
+        runtime.metrics.inc("qwenedit_tasks_finished_total", outcome=ErrorCode.SERVICE_ERROR)
         log.warning(
             "task %s failed: lease expired on its last attempt (%d)",
             task.id,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from qwenedit.config import LimitSettings, OutboundSettings, PromptExtendSettings, QueueSettings
 from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
 from qwenedit.domain.task import ErrorCode, TaskRecord
@@ -59,7 +60,10 @@ class Worker:
     ) -> None:
         self._extender = extender
         self._rt = runtime
-        self._settings = runtime.settings
+        self._queue: QueueSettings = runtime.settings
+        self._limits: LimitSettings = runtime.settings
+        self._outbound: OutboundSettings = runtime.settings
+        self._extension: PromptExtendSettings = runtime.settings
         self._engine = engine
         self.worker_id = worker_id
 
@@ -71,9 +75,9 @@ class Worker:
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
         try:
             while not stop.is_set():
-                task = await self._rt.queue.claim(self.worker_id, self._settings.lease_seconds)
+                task = await self._rt.queue.claim(self.worker_id, self._queue.lease_seconds)
                 if task is None:
-                    await _wait_any(stop, self._rt.db.wait_for_task(self._settings.poll_seconds))
+                    await _wait_any(stop, self._rt.db.wait_for_task(self._queue.poll_seconds))
                     continue
                 await self.process(task, stop)
         finally:
@@ -86,7 +90,7 @@ class Worker:
     async def _beat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self._rt.workers.beat(self.worker_id)
-            await _wait_any(stop, asyncio.sleep(self._settings.heartbeat_seconds))
+            await _wait_any(stop, asyncio.sleep(self._queue.heartbeat_seconds))
 
     async def process(self, task: TaskRecord, stop: asyncio.Event) -> None:
         log.info(
@@ -158,7 +162,7 @@ class Worker:
         try:
             rewritten = await asyncio.wait_for(
                 asyncio.to_thread(self._extender.extend, task.params.prompt, images),
-                timeout=self._settings.prompt_extend_timeout,
+                timeout=self._extension.prompt_extend_timeout,
             )
         except TimeoutError:
             rewritten = None
@@ -179,15 +183,15 @@ class Worker:
                 source = classify_input(
                     url,
                     public_url=self._rt.uploads.public_url,
-                    max_bytes=self._settings.max_image_bytes,
-                    allowance=self._settings.private_network_allowance,
+                    max_bytes=self._limits.max_image_bytes,
+                    allowance=self._outbound.private_network_allowance,
                 )
                 data = await self._input_bytes(source)
             except (InputRejected, OutboundRefused) as exc:
                 raise TaskFailure(
                     ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
                 ) from exc
-            image = await asyncio.to_thread(decode_input_image, data, index, self._settings)
+            image = await asyncio.to_thread(decode_input_image, data, index, self._limits)
             images.append(image)
         return images
 
@@ -202,7 +206,7 @@ class Worker:
                     raise InputRejected("the uploaded file has expired or was deleted")
                 return data
             case RemoteSource():
-                limit = self._settings.max_image_bytes
+                limit = self._limits.max_image_bytes
                 return await self._rt.client.fetch(source.url, max_bytes=limit)
 
     async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
@@ -281,7 +285,7 @@ class Worker:
         """Writes progress, keeps the lease alive, and turns a lost lease, a cancellation, the
         task timeout or a shutdown past its grace into an abort the engine sees at its next step.
         """
-        settings = self._settings
+        settings = self._queue
         written = task.progress
         last_beat = time.monotonic()
         stop_seen: float | None = None
