@@ -13,6 +13,7 @@ from qwenedit.media.resolver import Resolver
 from qwenedit.metrics import Metrics
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
+from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.results import ResultService
@@ -46,6 +47,7 @@ class Runtime:
     engines: LocalEngines
     presenter: TaskPresenter
     edits: EditService
+    inputs: TaskInputs
     uploads: UploadService
     callbacks: CallbackService
     results: ResultService
@@ -93,6 +95,9 @@ async def open_runtime(
         blobs=blobs,
         public_url=public_url,
     )
+    inputs = TaskInputs(
+        limits=settings, outbound=settings, uploads=uploads, blobs=blobs, fetcher=client
+    )
     edits = EditService(
         outbound=settings,
         billing=settings,
@@ -104,7 +109,7 @@ async def open_runtime(
         stats=stats,
         workers=workers,
         presenter=presenter,
-        uploads=uploads,
+        inputs=inputs,
         url_checker=client,
     )
     operations = OperationsService(
@@ -132,6 +137,7 @@ async def open_runtime(
         engines=engines,
         presenter=presenter,
         edits=edits,
+        inputs=inputs,
         uploads=uploads,
         callbacks=CallbackService(retention=settings, tasks=tasks, outbox=outbox),
         results=ResultService(blobs=blobs, secret=secret),

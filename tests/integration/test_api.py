@@ -299,18 +299,33 @@ async def test_loopback_image_url_allowed_when_private_network_is_on(
     ("size", "ok"),
     [((384, 384), True), ((3072, 3072), True), ((383, 512), False), ((512, 3073), False)],
 )
-async def test_input_dimension_limits(
+async def test_inline_input_dimension_limits_are_checked_at_create(
     db_url: str, tmp_path: Path, image: str, size: tuple[int, int], ok: bool
 ) -> None:
     async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
         key = await app.new_key("acme", credits=5)
-        candidate = data_uri(png_bytes(*size))
-        created = (await app.create(key, edit(image, candidate))).json()
-        done = await app.wait_for(key, created["id"])
+        response = await app.create(key, edit(image, data_uri(png_bytes(*size))))
         if ok:
+            done = await app.wait_for(key, response.json()["id"])
             assert done["status"] == "completed", done
             assert await balance_equals_ledger(app, "acme") == 4000
         else:
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["param"] == "image_urls"
+            assert error["message"].startswith("image_urls[2]: ")
+            assert "each side must be 384 to 3072" in error["message"]
+            assert await balance_equals_ledger(app, "acme") == 5000
+
+
+async def test_remote_input_dimension_limits_fail_the_task_with_refund(
+    db_url: str, tmp_path: Path, image: str
+) -> None:
+    with serve_images({"small.png": png_bytes(383, 512)}) as server:
+        async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
+            key = await app.new_key("acme", credits=5)
+            created = (await app.create(key, edit(image, server.url("small.png")))).json()
+            done = await app.wait_for(key, created["id"])
             assert done["status"] == "failed"
             assert done["error"]["code"] == "image_processing_error"
             assert done["error"]["message"].startswith("Image 2")

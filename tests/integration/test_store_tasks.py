@@ -408,8 +408,9 @@ async def test_result_expiry_and_purge_keep_the_ledger(
     cleared = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
     assert cleared is not None and cleared.result_keys == ()
 
-    assert await store.retention.purge(now, 3600) == 0
-    assert await store.retention.purge(later, 3600) == 1  # the pending task stays
+    assert await store.retention.past_retention(now, 3600) == []
+    assert await store.retention.past_retention(later, 3600) == [task.id]  # not the pending one
+    assert await store.retention.purge([task.id]) == 1
     with pytest.raises(TaskNotFound):
         await store.tasks.get(task.id, acme.id, retention_seconds=10**9)
     assert await store.tasks.get(pending.id, acme.id, retention_seconds=3600) == pending

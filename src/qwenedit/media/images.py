@@ -44,7 +44,9 @@ def open_checked(data: bytes, limits: LimitSettings) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"the image has more than {limits.max_image_pixels} pixels") from None
+    except UnidentifiedImageError:
         raise ValueError("the file could not be read as an image") from None
     except OSError as exc:
         raise ValueError(f"the file could not be read as an image ({exc})") from None
@@ -53,6 +55,17 @@ def open_checked(data: bytes, limits: LimitSettings) -> Image.Image:
         raise ValueError(f"{width}x{height} has more than {limits.max_image_pixels} pixels")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise ValueError(f"{width}x{height}: each side must be {MIN_SIDE} to {MAX_SIDE} pixels")
+    return image
+
+
+def load_checked(data: bytes, limits: LimitSettings) -> Image.Image:
+    """``open_checked``, then the whole image decoded, so a truncated or corrupt file is
+    refused now. Raises ``ValueError`` with a message fit for the client."""
+    image = open_checked(data, limits)
+    try:
+        image.load()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError("the image data is corrupt or truncated") from exc
     return image
 
 

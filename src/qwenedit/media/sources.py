@@ -4,7 +4,13 @@ An entry of ``image_urls`` is one of three kinds: an inline ``data:`` URI, one o
 server's uploads, or a remote http(s) URL. The service classifies it at create (a refusal is a
 400) and the worker classifies it again when it fetches (a refusal fails the task), so the
 two can never disagree. Only what needs no DNS is decided here: a literal internal address or
-``localhost``. Names are resolved and checked by the guarded client when it connects."""
+``localhost``. Names are resolved and checked by the guarded client when it connects.
+
+What a task stores is not always what the client sent: an inline image is checked and written
+to the blob store at create and the task keeps a ``stored:<key>`` reference; an upload is kept
+as ``upload:<file id>`` (not a node's URL), so a worker on any machine reads both from shared
+storage. Clients cannot send these references: the request accepts only http(s) and data URIs.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +48,33 @@ class RemoteSource:
     url: str
 
 
-InputSource = DataUriSource | UploadSource | RemoteSource
+@dataclass(frozen=True)
+class StoredSource:
+    """An inline image written to the blob store at create, under ``key``."""
+
+    key: str
+
+
+InputSource = DataUriSource | UploadSource | RemoteSource | StoredSource
+
+_STORED = "stored:"
+_UPLOAD = "upload:"
+
+
+def stored_reference(source: StoredSource | UploadSource) -> str:
+    """How a task keeps an input that lives in the blob store."""
+    if isinstance(source, StoredSource):
+        return _STORED + source.key
+    return _UPLOAD + source.file_id
+
+
+def stored_input_key(task_id: str, index: int) -> str:
+    """Where the inline image ``index`` of a task is kept (deleted with the task)."""
+    return f"{inputs_prefix(task_id)}{index}"
+
+
+def inputs_prefix(task_id: str) -> str:
+    return f"inputs/{task_id}/"
 
 
 def upload_url(public_url: str, file_id: str) -> str:
@@ -66,6 +98,10 @@ def classify_input(
 
     Uploads are recognised first: this server's own public URL may well be an internal
     address (a development setup), and an upload is never fetched over the network anyway."""
+    if url.startswith(_STORED):
+        return StoredSource(url.removeprefix(_STORED))
+    if url.startswith(_UPLOAD):
+        return UploadSource(url.removeprefix(_UPLOAD))
     file_id = upload_file_id(url, public_url)
     if file_id is not None:
         return UploadSource(file_id)

@@ -17,14 +17,14 @@ from qwenedit.config import (
     QueueSettings,
     RetentionSettings,
 )
-from qwenedit.domain.request import EditRequest, parse_edit_request
+from qwenedit.domain.request import parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
 from qwenedit.domain.wire import TaskObject
-from qwenedit.errors import InputRejected, InvalidRequest, NotFound, OutboundRefused
+from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
-from qwenedit.media.sources import UploadSource, classify_input, refuse_internal_host
+from qwenedit.media.sources import refuse_internal_host
+from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.presenter import TaskPresenter
-from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import Account
 from qwenedit.store.task_stats import TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
@@ -74,7 +74,7 @@ class EditService:
         stats: TaskStats,
         workers: WorkerRepo,
         presenter: TaskPresenter,
-        uploads: UploadService,
+        inputs: TaskInputs,
         url_checker: UrlChecker,
     ) -> None:
         self._outbound = outbound
@@ -87,32 +87,8 @@ class EditService:
         self._stats = stats
         self._workers = workers
         self._presenter = presenter
-        self._uploads = uploads
+        self._inputs = inputs
         self._url_checker = url_checker
-
-    async def _check_inputs(self, account: Account, request: EditRequest) -> None:
-        """What is decidable at create is a 400 now rather than a failed task later: a bad
-        data URI, a literal internal host, an upload that is not the caller's."""
-        for index, url in enumerate(request.image_urls, start=1):
-            try:
-                source = classify_input(
-                    url,
-                    public_url=self._uploads.public_url,
-                    max_bytes=self._limits.max_image_bytes,
-                    allowance=self._outbound.private_network_allowance,
-                )
-            except InputRejected as exc:
-                raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
-            if isinstance(source, UploadSource):
-                try:
-                    await self._uploads.owned(account, source.file_id)
-                except NotFound as exc:
-                    raise InvalidRequest(
-                        f"image_urls[{index}]: no such upload, or it has expired",
-                        param="image_urls",
-                    ) from exc
-        if request.callback_url is not None:
-            await self._check_callback(request.callback_url)
 
     async def _check_callback(self, url: str) -> None:
         """Literal addresses are refused without DNS; a name is resolved now too, so a callback
@@ -137,13 +113,16 @@ class EditService:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._outbound.allow_insecure_callbacks
         )
-        await self._check_inputs(account, request)
         idempotency = _idempotency(idempotency_key, body, self._retention.idempotency_window)
+        sources = await self._inputs.classify(account, request.image_urls)
+        if request.callback_url is not None:
+            await self._check_callback(request.callback_url)
         now = datetime.now(UTC)
+        task_id = new_task_id(int(now.timestamp()))
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         params = TaskParams(
             prompt=request.prompt,
-            image_urls=request.image_urls,
+            image_urls=await self._inputs.store(task_id, sources),
             n=request.n,
             negative_prompt=request.negative_prompt,
             size=request.size,
@@ -153,7 +132,7 @@ class EditService:
             callback_url=request.callback_url,
         )
         new = NewTask(
-            id=new_task_id(int(now.timestamp())),
+            id=task_id,
             account_id=account.id,
             params=params,
             price_milli=self._billing.price_milli(account.user_group),
@@ -163,9 +142,14 @@ class EditService:
             max_active_per_account=self._billing.max_active_per_account,
             max_queue_depth=self._billing.max_queue_depth,
         )
-        created = await self._tasks.create(new, limits, idempotency)
+        try:
+            created = await self._tasks.create(new, limits, idempotency)
+        except BaseException:
+            await self._inputs.discard(task_id)
+            raise
         task = created.task
         if created.replayed:
+            await self._inputs.discard(task_id)
             log.info(
                 "task %s returned again for its idempotency key", task.id, extra=task_fields(task)
             )

@@ -13,7 +13,7 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.config import LimitSettings, RetentionSettings
 from qwenedit.domain.wire import FileObject
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
-from qwenedit.media.images import open_checked, sniff_format
+from qwenedit.media.images import load_checked, sniff_format
 from qwenedit.media.sources import upload_url
 from qwenedit.store.accounts import Account
 from qwenedit.store.files import FileRepo, StoredFile
@@ -57,7 +57,7 @@ class UploadService:
         if not data:
             raise InvalidRequest("The file is empty", param="file")
         try:
-            image = await asyncio.to_thread(open_checked, data, self._limits)
+            image = await asyncio.to_thread(load_checked, data, self._limits)
         except ValueError as exc:
             raise InvalidRequest(f"file: {exc}", param="file") from exc
         now = datetime.now(UTC)

@@ -35,10 +35,25 @@ class RetentionRepo:
                 update(tasks).where(tasks.c.id == task_id).values(result_keys=NO_RESULTS)
             )
 
-    async def purge(self, now: datetime, retention_seconds: float) -> int:
-        """Delete finished tasks past retention (their outbox rows go with them; ledger rows
-        keep the task id as plain text, so no balance or ledger sum changes)."""
+    async def past_retention(
+        self, now: datetime, retention_seconds: float, limit: int = 500
+    ) -> list[str]:
+        """Ids of finished tasks past retention, oldest first: their blobs go before them."""
         cutoff = now - timedelta(seconds=retention_seconds)
+        async with self._db.transaction(write=False) as connection:
+            rows = await connection.execute(
+                select(tasks.c.id)
+                .where(purgeable(cutoff))
+                .order_by(tasks.c.created_at)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
+    async def purge(self, task_ids: list[str]) -> int:
+        """Delete these tasks (their outbox rows go with them; ledger rows keep the task id as
+        plain text, so no balance or ledger sum changes)."""
+        if not task_ids:
+            return 0
         async with self._db.transaction() as connection:
-            result = await connection.execute(delete(tasks).where(purgeable(cutoff)))
+            result = await connection.execute(delete(tasks).where(tasks.c.id.in_(task_ids)))
         return result.rowcount

@@ -39,9 +39,13 @@ async def reap_once(runtime: Runtime) -> None:
         await runtime.retention.clear_results(task.id)
         log.info("task %s: %d result file(s) expired and were deleted", task.id, deleted)
     await runtime.uploads.delete_expired()
-    purged = await runtime.retention.purge(now, settings.task_retention)
+    expired = await runtime.retention.past_retention(now, settings.task_retention)
+    for task_id in expired:
+        await runtime.blobs.delete_prefix(f"{task_id}/")
+        await runtime.inputs.discard(task_id)
+    purged = await runtime.retention.purge(expired)
     if purged:
-        log.info("%d task(s) past retention were deleted", purged)
+        log.info("%d task(s) past retention were deleted with their files", purged)
 
 
 async def run_reaper(runtime: Runtime, stop: asyncio.Event) -> None:

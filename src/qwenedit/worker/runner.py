@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from qwenedit.config import LimitSettings, OutboundSettings, PromptExtendSettings, QueueSettings
+from qwenedit.config import LimitSettings, PromptExtendSettings, QueueSettings
 from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
 from qwenedit.domain.task import ErrorCode, TaskRecord
@@ -26,13 +26,6 @@ from qwenedit.errors import (
 from qwenedit.extend.base import PromptExtender
 from qwenedit.logs import task_fields
 from qwenedit.media.images import decode_input_image, encode_png
-from qwenedit.media.sources import (
-    DataUriSource,
-    InputSource,
-    RemoteSource,
-    UploadSource,
-    classify_input,
-)
 from qwenedit.media.watermark import apply_watermark
 from qwenedit.runtime import Runtime
 from qwenedit.worker.run_state import TaskRun
@@ -62,7 +55,6 @@ class Worker:
         self._rt = runtime
         self._queue: QueueSettings = runtime.settings
         self._limits: LimitSettings = runtime.settings
-        self._outbound: OutboundSettings = runtime.settings
         self._extension: PromptExtendSettings = runtime.settings
         self._engine = engine
         self.worker_id = worker_id
@@ -177,16 +169,10 @@ class Worker:
 
     async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
         images: list[Image.Image] = []
-        for index, url in enumerate(task.params.image_urls):
+        for index, reference in enumerate(task.params.image_urls):
             run.check()
             try:
-                source = classify_input(
-                    url,
-                    public_url=self._rt.uploads.public_url,
-                    max_bytes=self._limits.max_image_bytes,
-                    allowance=self._outbound.private_network_allowance,
-                )
-                data = await self._input_bytes(source)
+                data = await self._rt.inputs.read(reference)
             except (InputRejected, OutboundRefused) as exc:
                 raise TaskFailure(
                     ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
@@ -194,20 +180,6 @@ class Worker:
             image = await asyncio.to_thread(decode_input_image, data, index, self._limits)
             images.append(image)
         return images
-
-    async def _input_bytes(self, source: InputSource) -> bytes:
-        """Inline bytes as they are, uploads from the blob store, the rest over the network."""
-        match source:
-            case DataUriSource():
-                return source.data
-            case UploadSource():
-                data = await self._rt.uploads.content(source.file_id)
-                if data is None:
-                    raise InputRejected("the uploaded file has expired or was deleted")
-                return data
-            case RemoteSource():
-                limit = self._limits.max_image_bytes
-                return await self._rt.client.fetch(source.url, max_bytes=limit)
 
     async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
         """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""

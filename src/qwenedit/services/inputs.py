@@ -1,0 +1,128 @@
+"""A task's input images: accepted at create, read by the worker.
+
+At create every entry of ``image_urls`` is classified (``media.sources``); an inline image is
+decoded and checked in full (format, sides, pixels, corrupt data), so a bad image is a 400
+before any credit is reserved, and then written to the blob store; the task keeps references
+that any worker on any machine can read. Stored inputs are deleted with the task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from qwenedit.blobs.base import BlobStore
+from qwenedit.config import LimitSettings, OutboundSettings
+from qwenedit.errors import InputRejected, InvalidRequest, NotFound
+from qwenedit.media.images import load_checked
+from qwenedit.media.sources import (
+    DataUriSource,
+    InputSource,
+    RemoteSource,
+    StoredSource,
+    UploadSource,
+    classify_input,
+    inputs_prefix,
+    stored_input_key,
+    stored_reference,
+)
+from qwenedit.services.uploads import UploadService
+from qwenedit.store.accounts import Account
+
+
+class Fetcher(Protocol):
+    async def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        """The body of ``url``; ``OutboundRefused`` when it may not or cannot be fetched."""
+        ...
+
+
+class TaskInputs:
+    def __init__(
+        self,
+        *,
+        limits: LimitSettings,
+        outbound: OutboundSettings,
+        uploads: UploadService,
+        blobs: BlobStore,
+        fetcher: Fetcher,
+    ) -> None:
+        self._limits = limits
+        self._outbound = outbound
+        self._uploads = uploads
+        self._blobs = blobs
+        self._fetcher = fetcher
+
+    def _classify(self, url: str) -> InputSource:
+        return classify_input(
+            url,
+            public_url=self._uploads.public_url,
+            max_bytes=self._limits.max_image_bytes,
+            allowance=self._outbound.private_network_allowance,
+        )
+
+    async def classify(self, account: Account, image_urls: Sequence[str]) -> list[InputSource]:
+        """What each entry is; ``InvalidRequest`` (param ``image_urls``) for what is
+        decidable now: a bad data URI, a literal internal host, an upload not the caller's."""
+        sources = []
+        for index, url in enumerate(image_urls, start=1):
+            try:
+                source = self._classify(url)
+            except InputRejected as exc:
+                raise InvalidRequest(f"image_urls[{index}]: {exc}", param="image_urls") from exc
+            if isinstance(source, UploadSource):
+                try:
+                    await self._uploads.owned(account, source.file_id)
+                except NotFound as exc:
+                    raise InvalidRequest(
+                        f"image_urls[{index}]: no such upload, or it has expired",
+                        param="image_urls",
+                    ) from exc
+            sources.append(source)
+        return sources
+
+    async def store(self, task_id: str, sources: Sequence[InputSource]) -> tuple[str, ...]:
+        """Check every inline image in full, then write them; the references the task keeps.
+        Nothing is written when an image is refused."""
+        for index, source in enumerate(sources, start=1):
+            if isinstance(source, DataUriSource):
+                try:
+                    await asyncio.to_thread(load_checked, source.data, self._limits)
+                except ValueError as exc:
+                    message = f"image_urls[{index}]: {exc}"
+                    raise InvalidRequest(message, param="image_urls") from exc
+        references = []
+        for index, source in enumerate(sources):
+            match source:
+                case DataUriSource(data=data):
+                    stored = StoredSource(stored_input_key(task_id, index))
+                    await self._blobs.put(stored.key, data)
+                    references.append(stored_reference(stored))
+                case UploadSource() | StoredSource():
+                    references.append(stored_reference(source))
+                case RemoteSource(url=url):
+                    references.append(url)
+        return tuple(references)
+
+    async def discard(self, task_id: str) -> None:
+        """Delete the stored inputs of a task (never created, or past retention)."""
+        await self._blobs.delete_prefix(inputs_prefix(task_id))
+
+    async def read(self, reference: str) -> bytes:
+        """The bytes of one input, for the worker: from the blob store, inline (tasks from
+        before inputs were stored), or over the network. ``InputRejected`` or
+        ``OutboundRefused`` when it cannot be had."""
+        match self._classify(reference):
+            case DataUriSource(data=data):
+                return data
+            case StoredSource(key=key):
+                stored = await self._blobs.get(key)
+                if stored is None:
+                    raise InputRejected("the stored input image is missing")
+                return stored
+            case UploadSource(file_id=file_id):
+                upload = await self._uploads.content(file_id)
+                if upload is None:
+                    raise InputRejected("the uploaded file has expired or was deleted")
+                return upload
+            case RemoteSource(url=url):
+                return await self._fetcher.fetch(url, max_bytes=self._limits.max_image_bytes)
