@@ -23,6 +23,7 @@ from qwenedit.runtime import Runtime
 from support.app import BASE_URL, RunningApp, make_settings, running_app
 from support.engine import SteppingEngine
 from support.http_server import Answer, ScriptedServer, scripted_server
+from support.image_server import serve_images
 from support.images import data_uri, png_bytes
 
 SCHEMA_REF = "#/components/schemas/"
@@ -151,9 +152,10 @@ async def test_the_task_object_in_every_state_matches_the_schema(
         callback_body = json.loads(receiver.requests_for("hook")[0].body)
         assert callback_body == completed
 
-        too_small = data_uri(png_bytes(383, 512))
-        third = contract.check(*create, await app.create(key, edit(too_small)))
-        await app.wait_for(key, third["id"])
+        with serve_images({"small.png": png_bytes(383, 512)}) as images:
+            too_small = images.url("small.png")  # a remote image is judged after download
+            third = contract.check(*create, await app.create(key, edit(too_small)))
+            await app.wait_for(key, third["id"])
         failed = contract.check(*read, await app.get(key, third["id"]))
         assert failed["error"]["code"] == "image_processing_error"
         assert "results" not in failed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from sqlalchemy import Connection, inspect, select, text
 
 from qwenedit.errors import ConfigError
 from qwenedit.store.accounts import AccountRepo
-from qwenedit.store.database import Database
+from qwenedit.store.database import OUTBOX_CHANNEL, TASKS_CHANNEL, Database, Subscription
 from qwenedit.store.migrate import ensure_schema, head_revision, upgrade
 from qwenedit.store.tables import accounts, metadata
 
@@ -87,15 +89,68 @@ async def test_a_failed_transaction_leaves_nothing_behind(db: Database) -> None:
     assert await AccountRepo(db).get_by_name("ghost") is None
 
 
-async def test_notify_wakes_a_waiting_worker(db: Database) -> None:
-    await db.ping()
-    await db.wait_for_task(0)  # opens the LISTEN connection on PostgreSQL
-    waiter = asyncio.create_task(db.wait_for_task(60))
+async def subscribed(db: Database, channel: str) -> Subscription:
+    """A waiter on ``channel`` with the wake-up that (re)opening LISTEN gives consumed."""
+    waiter = await db.subscribe(channel)
+    await waiter.wait(0)
+    return waiter
+
+
+async def notify(db: Database, channel: str, *, commit: bool = True) -> None:
+    """A write transaction that notifies ``channel``, committed or rolled back."""
+    with contextlib.suppress(RuntimeError):
+        async with db.transaction() as connection:
+            await db.notify_on_commit(connection, channel)
+            if not commit:
+                raise RuntimeError("roll back")
+
+
+async def test_a_commit_wakes_the_waiters_of_its_channel_only(db: Database) -> None:
+    tasks_waiter = await subscribed(db, TASKS_CHANNEL)
+    outbox_waiter = await subscribed(db, OUTBOX_CHANNEL)
+    waiting = asyncio.create_task(tasks_waiter.wait(60))
     await asyncio.sleep(0.05)
-    assert not waiter.done()
-    await db.notify_new_task()
-    await asyncio.wait_for(waiter, 10)
+    assert not waiting.done()
+    await notify(db, TASKS_CHANNEL)
+    await asyncio.wait_for(waiting, 10)
+    started = time.monotonic()
+    await outbox_waiter.wait(0.2)
+    assert time.monotonic() - started >= 0.2  # nothing came on the other channel
 
 
-async def test_wait_for_task_returns_after_its_timeout(db: Database) -> None:
-    await asyncio.wait_for(db.wait_for_task(0.01), 10)
+async def test_a_notification_that_came_before_the_wait_is_kept(db: Database) -> None:
+    waiter = await subscribed(db, OUTBOX_CHANNEL)
+    await notify(db, OUTBOX_CHANNEL)
+    await asyncio.sleep(0.1)  # the waiter is busy elsewhere when it arrives
+    started = time.monotonic()
+    await asyncio.wait_for(waiter.wait(60), 10)
+    assert time.monotonic() - started < 5
+
+
+async def test_a_rolled_back_transaction_wakes_nobody(db: Database) -> None:
+    waiter = await subscribed(db, TASKS_CHANNEL)
+    await notify(db, TASKS_CHANNEL, commit=False)
+    started = time.monotonic()
+    await waiter.wait(0.3)
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_a_wait_returns_after_its_timeout_and_not_before(db: Database) -> None:
+    waiter = await subscribed(db, TASKS_CHANNEL)
+    started = time.monotonic()
+    await asyncio.wait_for(waiter.wait(0.2), 10)
+    assert 0.2 <= time.monotonic() - started < 5
+
+
+@pytest.mark.postgres
+async def test_another_node_is_woken_through_postgresql(pg_url: str) -> None:
+    this_node, other_node = Database.connect(pg_url), Database.connect(pg_url)
+    try:
+        waiter = await subscribed(other_node, OUTBOX_CHANNEL)
+        waiting = asyncio.create_task(waiter.wait(60))
+        await asyncio.sleep(0.05)
+        await notify(this_node, OUTBOX_CHANNEL)
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await this_node.close()
+        await other_node.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 from sqlalchemy import select
@@ -460,3 +460,35 @@ async def test_an_idempotency_key_past_its_window_makes_a_new_task(
     later = await store.create(new_task(acme.id), idempotency=_key())
     assert later.id != first.id
     assert await balance(accounts, acme) == 3000
+
+
+class _ClockAhead(datetime):
+    """``datetime`` of a process whose clock runs ten minutes ahead."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _ClockAhead:  # type: ignore[override]
+        real = datetime.now(tz) + timedelta(minutes=10)
+        return cls.fromtimestamp(real.timestamp(), tz)
+
+
+@pytest.mark.postgres
+async def test_leases_are_judged_by_the_database_clock(
+    pg_url: str, new_task: NewTaskFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reaper whose own clock runs ahead requeues nothing: the lease is still running by
+    the database's clock, which every node shares."""
+    db = Database.connect(pg_url)
+    try:
+        accounts, store = AccountRepo(db), store_of(db)
+        acme = await funded(accounts)
+        await store.create(new_task(acme.id))
+        task = await claimed(store, lease=60)
+        for module in ("qwenedit.store.queue", "qwenedit.store.database"):
+            monkeypatch.setattr(f"{module}.datetime", _ClockAhead)
+        assert await store.queue.reap(max_attempts=3) == Reaped([], [])
+        assert await store.queue.heartbeat(task.id, "w1", 1, 60)
+        current = await store.tasks.get(task.id, acme.id, retention_seconds=3600)
+        assert current.lease_expires_at is not None
+        assert current.lease_expires_at < datetime.now(UTC) + timedelta(seconds=61)
+    finally:
+        await db.close()

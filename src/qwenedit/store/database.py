@@ -1,9 +1,11 @@
-"""One handle on the database: an async engine, transactions, and the new-task wake-up.
+"""One handle on the database: an async engine, transactions, its clock and wake-ups.
 
 Dialect quirks live here. SQLite: WAL, a 30 s busy timeout, foreign keys on, and every write
 transaction is ``BEGIN IMMEDIATE`` (it takes the write lock up front, so two writers queue instead
-of failing when one of them upgrades a read lock). PostgreSQL: workers are woken with
-``LISTEN/NOTIFY`` on a dedicated connection; SQLite wakes the workers of its own process.
+of failing when one of them upgrades a read lock). PostgreSQL: waiters are woken with
+``LISTEN/NOTIFY`` on a dedicated connection, on every node; SQLite wakes the waiters of its own
+process. A notification is sent by the transaction that made the change, at its commit, so a
+waiter never looks before the change is visible.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import Connection, Row, event, func, select
+from sqlalchemy import ColumnElement, Connection, Row, event, func, literal, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -24,11 +27,18 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.schema import Table
 
 from qwenedit.errors import ConfigError
+from qwenedit.store.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "qwenedit_tasks"
+TASKS_CHANNEL = "qwenedit_tasks"
+"""A task may be claimable: created, released or requeued."""
+OUTBOX_CHANNEL = "qwenedit_outbox"
+"""A callback is due: a task ended or a redelivery was asked for."""
+CHANNELS = (TASKS_CHANNEL, OUTBOX_CHANNEL)
+_PENDING_NOTIFICATIONS = "qwenedit_notify"
 AnyRow = Row[*tuple[Any, ...]]
+LISTEN_CONNECT_TIMEOUT = 5.0
 _BEGIN = "qwenedit_begin"
 """Execution option naming the statement that opens a SQLite transaction."""
 
@@ -49,6 +59,30 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         )
 
 
+class Subscription:
+    """One waiter on a channel. A notification that arrives while the waiter is busy is kept,
+    so it is never missed between a look at the table and the next wait."""
+
+    def __init__(self, db: Database, channel: str) -> None:
+        self._db = db
+        self.channel = channel
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 (a poll interval)
+        """Return on a notification (maybe one that came before the call) or after
+        ``timeout``."""
+        await self._db.ensure_listening()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    def close(self) -> None:
+        self._db.unsubscribe(self)
+
+
 class Database:
     def __init__(self, engine: AsyncEngine, listen_dsn: str | None) -> None:
         self._engine = engine
@@ -56,7 +90,7 @@ class Database:
         self._listen_dsn = listen_dsn
         self._listener: Any = None
         self._listen_lock = asyncio.Lock()
-        self._wakeup = asyncio.Event()
+        self._subscriptions: dict[str, set[Subscription]] = {channel: set() for channel in CHANNELS}
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -81,8 +115,26 @@ class Database:
         async with self._engine.connect() as connection:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})
-            async with connection.begin():
-                yield connection
+            pending: set[str] = set()
+            connection.info[_PENDING_NOTIFICATIONS] = pending
+            try:
+                async with connection.begin():
+                    yield connection
+            finally:
+                connection.info.pop(_PENDING_NOTIFICATIONS, None)
+            for channel in pending:
+                self._wake(channel)
+
+    def clock(self, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
+        """The database's time (plus an offset) as an SQL expression. Leases and the reaper
+        judge by it, so nodes whose clocks disagree still agree on whether a lease ran out.
+        SQLite is a file on one host: its clock is that host's."""
+        if self.dialect == "postgresql":
+            now: ColumnElement[datetime] = func.now()
+            if plus_seconds:
+                now = now + timedelta(seconds=plus_seconds)
+            return type_coerce(now, UtcDateTime())
+        return literal(datetime.now(UTC) + timedelta(seconds=plus_seconds), UtcDateTime())
 
     def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that knows ``ON CONFLICT`` in this dialect."""
@@ -94,40 +146,49 @@ class Database:
         async with self.transaction(write=False) as connection:
             await connection.execute(select(1))
 
-    async def notify_new_task(self) -> None:
-        """Wake the workers waiting in ``wait_for_task`` (every process, on PostgreSQL)."""
+    async def notify_on_commit(self, connection: AsyncConnection, channel: str) -> None:
+        """Wake the waiters on ``channel`` (on every node) when this transaction commits."""
         if self.dialect == "postgresql":
-            async with self.transaction() as connection:
-                await connection.execute(select(func.pg_notify(CHANNEL, "")))
+            await connection.execute(select(func.pg_notify(channel, "")))
         else:
-            self._wakeup.set()
+            connection.info[_PENDING_NOTIFICATIONS].add(channel)
 
-    async def wait_for_task(self, timeout: float) -> None:  # noqa: ASYNC109 (a poll interval)
-        """Return when a task may be waiting: on a notification or after ``timeout``."""
-        if self._listen_dsn is not None:
-            await self._listen()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        self._wakeup.clear()
+    async def subscribe(self, channel: str) -> Subscription:
+        subscription = Subscription(self, channel)
+        self._subscriptions[channel].add(subscription)
+        await self.ensure_listening()
+        return subscription
 
-    async def _listen(self) -> None:
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions[subscription.channel].discard(subscription)
+
+    def _wake(self, channel: str) -> None:
+        for subscription in self._subscriptions.get(channel, ()):
+            subscription.wake()
+
+    async def ensure_listening(self) -> None:
         """(Re)open the LISTEN connection; if that fails, waiting degrades to polling."""
+        if self._listen_dsn is None:
+            return
         async with self._listen_lock:
             if self._listener is not None and not self._listener.is_closed():
                 return
             listener = None
             try:
-                listener = await asyncpg.connect(self._listen_dsn)
-                await listener.add_listener(CHANNEL, self._on_notify)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("LISTEN %s failed, polling instead: %s", CHANNEL, type(exc).__name__)
+                listener = await asyncpg.connect(self._listen_dsn, timeout=LISTEN_CONNECT_TIMEOUT)
+                for channel in CHANNELS:
+                    await listener.add_listener(channel, self._on_notify)
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN failed, polling instead: %s", type(exc).__name__)
                 if listener is not None:
                     await listener.close()
                 return
             self._listener = listener
+            for channel in CHANNELS:  # a change may have come while nobody listened
+                self._wake(channel)
 
-    def _on_notify(self, *_args: object) -> None:
-        self._wakeup.set()
+    def _on_notify(self, _connection: object, _pid: int, channel: str, _payload: str) -> None:
+        self._wake(channel)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import MAX_ATTEMPTS, retry_delay
 from qwenedit.store.accounts import signing_secrets
-from qwenedit.store.database import Database
+from qwenedit.store.database import OUTBOX_CHANNEL, Database
 from qwenedit.store.tables import callback_attempts, outbox, tasks
 from qwenedit.store.task_rows import task_record
 
@@ -182,7 +182,9 @@ class OutboxRepo:
             ).first()
             if last is None:
                 return None
-            return await queue_callback(connection, task_id, account_id, last.url, now)
+            queued = await queue_callback(connection, task_id, account_id, last.url, now)
+            await self._db.notify_on_commit(connection, OUTBOX_CHANNEL)
+            return queued
 
     async def pending(self, task_id: str) -> list[dict[str, Any]]:
         """Undelivered callbacks of a task."""

@@ -4,13 +4,13 @@ tasks whose worker vanished. Every worker write is fenced (see ``task_rows.fence
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, literal, select, update
 
 from qwenedit.domain.task import ErrorCode, TaskRecord
-from qwenedit.store.database import Database
+from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.tables import accounts, tasks
 from qwenedit.store.task_end import settle
 from qwenedit.store.task_rows import PENDING, PROCESSING, failed, fence, task_record
@@ -32,7 +32,7 @@ class QueueRepo:
         """Take the next pending task: round-robin across accounts (the account served longest
         ago first), oldest first within one. PostgreSQL skips rows other claimers hold; SQLite's
         ``BEGIN IMMEDIATE`` already makes claimers take turns."""
-        now = datetime.now(UTC)
+        now = self._db.clock()
         picked = (
             select(tasks.c.id)
             .join_from(tasks, accounts)
@@ -54,7 +54,7 @@ class QueueRepo:
                         status=PROCESSING,
                         worker_id=worker_id,
                         attempt=tasks.c.attempt + 1,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        lease_expires_at=self._db.clock(lease_seconds),
                         claimed_at=now,
                         started_at=func.coalesce(tasks.c.started_at, now),
                     )
@@ -72,7 +72,7 @@ class QueueRepo:
         self, task_id: str, worker_id: str, attempt: int, lease_seconds: float
     ) -> bool:
         """Extend the lease; ``False`` when this attempt no longer holds the task."""
-        expires = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        expires = self._db.clock(lease_seconds)
         return await self._fenced_update(task_id, worker_id, attempt, {"lease_expires_at": expires})
 
     async def report_progress(
@@ -85,36 +85,37 @@ class QueueRepo:
 
     async def release(self, task_id: str, worker_id: str, attempt: int) -> bool:
         """A stopping worker hands its task back: pending again, this attempt not counted."""
-        released = await self._fenced_update(
-            task_id,
-            worker_id,
-            attempt,
-            {
-                "status": PENDING,
-                "attempt": tasks.c.attempt - 1,
-                "worker_id": None,
-                "lease_expires_at": None,
-                "claimed_at": None,
-            },
-        )
-        if released:
-            await self._db.notify_new_task()
-        return released
+        values = {
+            "status": PENDING,
+            "attempt": tasks.c.attempt - 1,
+            "worker_id": None,
+            "lease_expires_at": None,
+            "claimed_at": None,
+        }
+        return await self._fenced_update(task_id, worker_id, attempt, values, wake=True)
 
     async def _fenced_update(
-        self, task_id: str, worker_id: str, attempt: int, values: dict[str, Any]
+        self,
+        task_id: str,
+        worker_id: str,
+        attempt: int,
+        values: dict[str, Any],
+        *,
+        wake: bool = False,
     ) -> bool:
         async with self._db.transaction() as connection:
             result = await connection.execute(
                 update(tasks).where(fence(task_id, worker_id, attempt)).values(**values)
             )
+            if wake and result.rowcount > 0:
+                await self._db.notify_on_commit(connection, TASKS_CHANNEL)
         return result.rowcount > 0
 
     async def reap(self, *, max_attempts: int) -> Reaped:
         """Tasks whose lease expired go back to pending (progress kept; the attempt was counted
         at claim) or, on their last attempt, fail with ``service_error`` and a full refund."""
         now = datetime.now(UTC)
-        expired = and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < now)
+        expired = and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < self._db.clock())
         message = literal("The task failed after ") + cast(tasks.c.attempt, String) + " attempts"
         values = failed(now, ErrorCode.SERVICE_ERROR.value, message)
         async with self._db.transaction() as connection:
@@ -127,6 +128,8 @@ class QueueRepo:
                 )
             ).scalars()
             requeued_ids = list(requeued)
+            if requeued_ids:
+                await self._db.notify_on_commit(connection, TASKS_CHANNEL)
             rows = (
                 await connection.execute(
                     update(tasks)
@@ -137,7 +140,5 @@ class QueueRepo:
             ).all()
             ended = [task_record(row) for row in rows]
             for task in ended:
-                await settle(connection, task, now)
-        if requeued_ids:
-            await self._db.notify_new_task()
+                await settle(self._db, connection, task, now)
         return Reaped(requeued=requeued_ids, failed=ended)

@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord
 from qwenedit.store.accounts import move_credits
+from qwenedit.store.database import OUTBOX_CHANNEL, Database
 from qwenedit.store.outbox import queue_callback
 from qwenedit.store.tables import tasks
 from qwenedit.store.task_rows import task_record
 
 
 async def end_task(
+    db: Database,
     connection: AsyncConnection,
     where: ColumnElement[bool],
     values: dict[str, Any],
@@ -31,14 +33,18 @@ async def end_task(
     if row is None:
         return None
     record = task_record(row)
-    await settle(connection, record, now)
+    await settle(db, connection, record, now)
     return record
 
 
-async def settle(connection: AsyncConnection, task: TaskRecord, now: datetime) -> None:
-    """Refund what was not used and queue the callback (its body is rendered when sent)."""
+async def settle(
+    db: Database, connection: AsyncConnection, task: TaskRecord, now: datetime
+) -> None:
+    """Refund what was not used and queue the callback (its body is rendered when sent); the
+    dispatchers are woken at commit."""
     refund = task.reserved_milli - (task.used_milli or 0)
     if refund > 0:
         await move_credits(connection, task.account_id, refund, "refund", now, task_id=task.id)
     if task.params.callback_url is not None:
         await queue_callback(connection, task.id, task.account_id, task.params.callback_url, now)
+        await db.notify_on_commit(connection, OUTBOX_CHANNEL)

@@ -24,7 +24,7 @@ from qwenedit.errors import (
     TaskNotFound,
 )
 from qwenedit.store.accounts import balance_of, move_credits
-from qwenedit.store.database import Database
+from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.tables import idempotency_keys, tasks
 from qwenedit.store.task_end import end_task
 from qwenedit.store.task_rows import (
@@ -103,8 +103,6 @@ class TaskRepo:
             if replay is None:
                 raise
             return Created(replay, replayed=True)
-        if not created.replayed:
-            await self._db.notify_new_task()
         return created
 
     async def _create(
@@ -148,6 +146,7 @@ class TaskRepo:
                     .returning(*tasks.c)
                 )
             ).one()
+            await self._db.notify_on_commit(connection, TASKS_CHANNEL)
             if idempotency is not None:
                 await connection.execute(
                     insert(idempotency_keys).values(
@@ -186,9 +185,8 @@ class TaskRepo:
         owned = and_(tasks.c.id == task_id, tasks.c.account_id == account_id)
         values = failed(now, ErrorCode.REQUEST_CANCELLED.value, "The task was cancelled")
         async with self._db.transaction() as connection:
-            record = await end_task(
-                connection, and_(owned, tasks.c.status.in_(ACTIVE)), values, now
-            )
+            active = and_(owned, tasks.c.status.in_(ACTIVE))
+            record = await end_task(self._db, connection, active, values, now)
             if record is not None:
                 return record
             if await connection.scalar(select(tasks.c.status).where(owned)) is None:
@@ -218,7 +216,9 @@ class TaskRepo:
             engine_seconds=engine_seconds,
         )
         async with self._db.transaction() as connection:
-            return await end_task(connection, fence(task_id, worker_id, attempt), values, now)
+            return await end_task(
+                self._db, connection, fence(task_id, worker_id, attempt), values, now
+            )
 
     async def fail(
         self, task_id: str, worker_id: str, attempt: int, code: ErrorCode, message: str
@@ -227,7 +227,9 @@ class TaskRepo:
         now = datetime.now(UTC)
         values = failed(now, code.value, message)
         async with self._db.transaction() as connection:
-            return await end_task(connection, fence(task_id, worker_id, attempt), values, now)
+            return await end_task(
+                self._db, connection, fence(task_id, worker_id, attempt), values, now
+            )
 
 
 async def _replay(

@@ -3,7 +3,7 @@ know how many workers are alive."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
@@ -19,12 +19,11 @@ class WorkerRepo:
         self._db = db
 
     async def register(self, worker_id: str, engine: str) -> None:
-        now = datetime.now(UTC)
+        now = self._db.clock()
+        forgotten = workers.c.last_beat_at < self._db.clock(-FORGET_AFTER.total_seconds())
         async with self._db.transaction() as connection:
             await connection.execute(
-                delete(workers).where(
-                    or_(workers.c.id == worker_id, workers.c.last_beat_at < now - FORGET_AFTER)
-                )
+                delete(workers).where(or_(workers.c.id == worker_id, forgotten))
             )
             await connection.execute(
                 insert(workers).values(
@@ -37,7 +36,7 @@ class WorkerRepo:
             await connection.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
-                .values(last_beat_at=datetime.now(UTC))
+                .values(last_beat_at=self._db.clock())
             )
 
     async def remove(self, worker_id: str) -> None:
@@ -45,7 +44,7 @@ class WorkerRepo:
             await connection.execute(delete(workers).where(workers.c.id == worker_id))
 
     async def alive_count(self, within_seconds: float) -> int:
-        since = datetime.now(UTC) - timedelta(seconds=within_seconds)
+        since = self._db.clock(-within_seconds)
         async with self._db.transaction(write=False) as connection:
             count = await connection.scalar(
                 select(func.count()).select_from(workers).where(workers.c.last_beat_at >= since)

@@ -28,6 +28,7 @@ from qwenedit.logs import task_fields
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
 from qwenedit.runtime import Runtime
+from qwenedit.store.database import TASKS_CHANNEL
 from qwenedit.worker.run_state import TaskRun
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,17 @@ class Worker:
         after the grace period) before returning."""
         await self._rt.workers.register(self.worker_id, self._engine.name)
         beat = asyncio.create_task(self._beat(stop), name=f"{self.worker_id}-beat")
+        new_tasks = await self._rt.db.subscribe(TASKS_CHANNEL)
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
         try:
             while not stop.is_set():
                 task = await self._rt.queue.claim(self.worker_id, self._queue.lease_seconds)
                 if task is None:
-                    await _wait_any(stop, self._rt.db.wait_for_task(self._queue.poll_seconds))
+                    await _wait_any(stop, new_tasks.wait(self._queue.poll_seconds))
                     continue
                 await self.process(task, stop)
         finally:
+            new_tasks.close()
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
