@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +25,7 @@ from support.images import data_uri, png_bytes
 
 pytestmark = pytest.mark.slow
 QWENEDIT = str(Path(sys.executable).with_name("qwenedit"))
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
                     proc.wait()
 
 
-def wait_until(check: Any, timeout: float, what: str) -> Any:
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -82,6 +83,11 @@ def wait_until(check: Any, timeout: float, what: str) -> Any:
             return result
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished(client: httpx.Client, task_id: str) -> dict[str, Any] | None:
+    task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+    return task if task["status"] in ("completed", "failed") else None
 
 
 def create_key(env: dict[str, str], credits: int) -> str:
@@ -98,7 +104,7 @@ def create_key(env: dict[str, str], credits: int) -> str:
     return str(created["api_key"])
 
 
-def balance(env: dict[str, str]) -> Any:
+def balance(env: dict[str, str]) -> int:
     shown = subprocess.run(
         [QWENEDIT, "credits", "show", "e2e", "--json"],
         env=env,
@@ -106,7 +112,9 @@ def balance(env: dict[str, str]) -> Any:
         capture_output=True,
         text=True,
     )
-    return json.loads(shown.stdout)["balance"]
+    value = json.loads(shown.stdout)["balance"]
+    assert isinstance(value, int)
+    return value
 
 
 def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> None:
@@ -131,15 +139,7 @@ def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> Non
         }
         task = client.post("/v1/images/generations", json=body).json()
         assert task["status"] == "pending"
-        done = wait_until(
-            lambda: (
-                (t := client.get(f"/v1/tasks/{task['id']}").json())["status"]
-                in ("completed", "failed")
-                and t
-            ),
-            120,
-            "the task",
-        )
+        done = wait_until(lambda: finished(client, task["id"]), 120, "the task")
         assert done["status"] == "completed", done
         assert done["usage"]["credits_used"] == 2
         for url in done["results"]:
@@ -201,15 +201,7 @@ def test_sigkilled_worker_task_completes_on_another_billed_once(
                 worker_a.send_signal(signal.SIGKILL)
                 worker_a.wait(timeout=30)
             with process(["worker"], env, tmp_path / "worker-b.log"):
-                done = wait_until(
-                    lambda: (
-                        (t := client.get(f"/v1/tasks/{task['id']}").json())["status"]
-                        in ("completed", "failed")
-                        and t
-                    ),
-                    180,
-                    "worker B to finish",
-                )
+                done = wait_until(lambda: finished(client, task["id"]), 180, "worker B to finish")
     assert done["status"] == "completed", done
     assert f"/{task['id']}/2/0.png" in done["results"][0]  # the second attempt's files
     assert done["usage"]["credits_used"] == 1

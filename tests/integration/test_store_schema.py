@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,4 +99,8 @@ async def test_notify_wakes_a_waiting_worker(db: Database) -> None:
 
 
 async def test_wait_for_task_returns_after_its_timeout(db: Database) -> None:
-    await asyncio.wait_for(db.wait_for_task(0.01), 10)
+    await db.wait_for_task(0)  # opens the LISTEN connection on PostgreSQL
+    timeout = 0.3
+    started = time.monotonic()
+    await asyncio.wait_for(db.wait_for_task(timeout), 10)
+    assert time.monotonic() - started >= timeout

@@ -89,10 +89,13 @@ async def running_app(
     engine: Engine | None = None,
     workers: int = 1,
     resolver: Resolver | None = None,
+    housekeeping: bool = True,
 ) -> AsyncIterator[RunningApp]:
+    """``housekeeping=False`` runs neither the reaper nor the callback dispatcher."""
     options = ServeOptions(
         public_url=BASE_URL,
         resolver=resolver,
+        run_reaper=housekeeping,
         workers=workers if engine is not None else 0,
         load_engine=(lambda _settings: engine) if engine is not None else None,
     )

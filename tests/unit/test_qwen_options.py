@@ -99,9 +99,9 @@ def test_lightning_defaults_to_the_models_file() -> None:
         LIGHTNING_REPOSITORY,
         "Qwen-Image-Edit-2509/Qwen-Image-Edit-2509-Lightning-8steps-V1.0-bf16.safetensors",
     )
-    assert lightning_source("Qwen/Qwen-Image-Edit-2511", 4, None)[1].startswith(
-        "Qwen-Image-Edit-2511/"
-    )
+    repository, weights = lightning_source("Qwen/Qwen-Image-Edit-2511", 4, None)
+    assert repository == LIGHTNING_REPOSITORY
+    assert weights is not None and weights.startswith("Qwen-Image-Edit-2511/")
 
 
 def test_a_missing_lora_is_a_config_error(saved_model: Path, tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
 """The callback dispatcher (DESIGN §4.4): claims due outbox rows and POSTs them.
 
 Each claimed attempt is sent in its own asyncio task, up to ``MAX_IN_FLIGHT`` at once, so a
-receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others."""
+receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others.
+
+``clock`` tells the dispatcher when it is: which attempts are due and when a failed one ended,
+so the 1/2/4 s schedule counts from it. The ``webhook-timestamp`` stays wall time, since
+receivers check it against their own clocks."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from qwenedit import __version__
@@ -24,6 +30,12 @@ CALLBACK_TIMEOUT = 10.0
 LEASE_MARGIN = 5.0
 MAX_IN_FLIGHT = 32
 USER_AGENT = f"qwenedit/{__version__} (callbacks)"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CallbackSender(Protocol):
@@ -57,11 +69,13 @@ class Dispatcher:
         metrics: Metrics,
         *,
         poll_seconds: float,
+        clock: Clock = utc_now,
     ) -> None:
         self._outbox = outbox
         self._sender = sender
         self._metrics = metrics
         self._poll_seconds = poll_seconds
+        self._clock = clock
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -69,7 +83,9 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 await self._slots.acquire()
-                delivery = await self._outbox.claim(CALLBACK_TIMEOUT + LEASE_MARGIN)
+                delivery = await self._outbox.claim(
+                    CALLBACK_TIMEOUT + LEASE_MARGIN, now=self._clock()
+                )
                 if delivery is None:
                     self._slots.release()
                     with contextlib.suppress(TimeoutError):
@@ -85,7 +101,7 @@ class Dispatcher:
     async def _send(self, delivery: Delivery) -> None:
         try:
             outcome = await self._attempt(delivery)
-            status = await self._outbox.record(delivery, outcome)
+            status = await self._outbox.record(delivery, outcome, now=self._clock())
             self._metrics.inc("qwenedit_callback_attempts_total", outcome=_label(outcome))
             log.info(
                 "task %s callback attempt %d: %s in %d ms -> %s",
