@@ -21,8 +21,6 @@ from qwenedit.errors import ConfigError, TaskCancelled
 if TYPE_CHECKING:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DiffusersEngine]:
@@ -70,6 +68,7 @@ def test_outputs_have_exactly_the_asked_size(
     assert output.pipeline_seconds > 0
 
 
+@pytest.mark.slow
 def test_n_images_and_determinism(engine: DiffusersEngine) -> None:
     first = engine.edit(job(n=3), ignore)
     again = engine.edit(job(n=3), ignore)

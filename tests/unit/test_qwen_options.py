@@ -20,8 +20,6 @@ from qwenedit.engines.qwen_options import LIGHTNING_REPOSITORY, lightning_source
 from qwenedit.engines.tiny import build_tiny_pipeline
 from qwenedit.errors import ConfigError
 
-pytestmark = pytest.mark.slow
-
 JOB = EditJob(
     prompt="make it green",
     images=(Image.new("RGB", (512, 384), (200, 40, 40)),),
@@ -80,6 +78,7 @@ def cpu_settings(model: Path, **extra: Any) -> Settings:
     return Settings(**{**values, **extra})
 
 
+@pytest.mark.slow
 def test_lightning_loads_the_lora_switches_scheduler_and_steps(
     saved_model: Path, lora_file: Path
 ) -> None:
@@ -122,6 +121,7 @@ def test_vae_tiling_is_applied(saved_model: Path) -> None:
     assert pipeline.vae.use_tiling
 
 
+@pytest.mark.slow
 def test_local_vlm_extender_runs_the_text_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = build_tiny_pipeline()
     engine = DiffusersEngine(
