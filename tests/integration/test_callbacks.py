@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,18 +52,6 @@ def receiver(authority: trustme.CA) -> Iterator[ScriptedServer]:
 @pytest.fixture
 def resolver() -> MapResolver:
     return MapResolver({HOOK_HOST: ["127.0.0.1"], "internal.example": ["10.0.0.5"]})
-
-
-@dataclass
-class Hooks:
-    authority: trustme.CA
-    receiver: ScriptedServer
-    resolver: MapResolver
-
-
-@pytest.fixture
-def hooks(authority: trustme.CA, receiver: ScriptedServer, resolver: MapResolver) -> Hooks:
-    return Hooks(authority, receiver, resolver)
 
 
 def hook_settings(db_url: str, tmp_path: Path, authority: trustme.CA, **extra: Any) -> Settings:
@@ -110,7 +97,7 @@ async def wait_for_delivery_status(
             return deliveries[0]
         if time.monotonic() > deadline:
             raise AssertionError(f"delivery never became {status}: {deliveries}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 async def wait_for_attempts(
@@ -226,8 +213,10 @@ async def test_retries_at_1_2_4_seconds_then_gives_up(
     receiver.answers["/hook"] = lambda _: next(answers, Answer(500))
     settings = hook_settings(db_url, tmp_path, authority)
     clock = clock_ahead()
-    app_run = running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False)
-    async with app_run as app, dispatching(app, clock):
+    async with (
+        running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False) as app,
+        dispatching(app, clock),
+    ):
         key = await app.new_key("acme", credits=5)
         created = (await app.create(key, edit(receiver.url("hook", host=HOOK_HOST)))).json()
         moves = [
@@ -256,8 +245,10 @@ async def test_a_2xx_ends_the_retries(
     receiver.answers["/hook"] = lambda _: next(answers, Answer(500))
     settings = hook_settings(db_url, tmp_path, authority)
     clock = clock_ahead()
-    app_run = running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False)
-    async with app_run as app, dispatching(app, clock):
+    async with (
+        running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False) as app,
+        dispatching(app, clock),
+    ):
         key = await app.new_key("acme", credits=5)
         created = (await app.create(key, edit(receiver.url("hook", host=HOOK_HOST)))).json()
         await retry_after(app, key, created["id"], clock, attempts=1, seconds=1.0)
@@ -302,14 +293,18 @@ async def test_a_restart_between_attempts_resumes_the_schedule(
     receiver.answers["/hook"] = lambda _: next(answers, Answer(200))
     settings = hook_settings(db_url, tmp_path, authority)
     clock = clock_ahead()
-    app_run = running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False)
-    async with app_run as app, dispatching(app, clock):
+    async with (
+        running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False) as app,
+        dispatching(app, clock),
+    ):
         key = await app.new_key("acme", credits=5)
         created = (await app.create(key, edit(receiver.url("hook", host=HOOK_HOST)))).json()
         await wait_for_attempts(app, key, created["id"], 1)
     assert len(receiver.requests_for("hook")) == 1
-    restarted = running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False)
-    async with restarted as app, dispatching(app, clock):
+    async with (
+        running_app(settings, SteppingEngine(), resolver=resolver, housekeeping=False) as app,
+        dispatching(app, clock),
+    ):
         moved_at = await retry_after(app, key, created["id"], clock, attempts=1, seconds=1.0)
         delivery = await wait_for_delivery_status(app, key, created["id"], "delivered")
     first, second = receiver.requests_for("hook")

@@ -33,6 +33,7 @@ def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "lease_seconds": 5.0,
         "heartbeat_seconds": 0.5,
         "poll_seconds": 0.1,
+        "callback_poll_seconds": 0.05,
         "reaper_seconds": 0.5,
         "shutdown_grace": 2.0,
         "fetch_timeout": 5.0,
