@@ -2,10 +2,9 @@
 
 SQLite gets a fresh file per test, a copy of one migrated once per session. PostgreSQL gets one
 fresh database per session (``qwenedit_test_<random>``, migrated once, emptied before each test,
-dropped at the end). When
-PostgreSQL is not reachable its tests are skipped, except in CI (``CI=1``/``true``): then they fail.
-Setup talks to PostgreSQL from a helper thread with its own event loop, so it never touches the
-loops pytest-asyncio runs the tests in.
+dropped at the end). When PostgreSQL is not reachable its tests are skipped, except in CI
+(``CI=1``/``true``): then they fail. Setup talks to PostgreSQL from a helper thread with its own
+event loop, so it never touches the loops pytest-asyncio runs the tests in.
 """
 
 from __future__ import annotations

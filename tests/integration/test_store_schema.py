@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -104,3 +105,38 @@ async def test_wait_for_task_returns_after_its_timeout(db: Database) -> None:
     started = time.monotonic()
     await asyncio.wait_for(db.wait_for_task(timeout), 10)
     assert time.monotonic() - started >= timeout
+
+
+class StallingListener(asyncpg.Connection):  # type: ignore[misc]
+    """A real connection whose ``add_listener`` never returns."""
+
+    async def add_listener(self, channel: str, callback: object) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.postgres
+async def test_a_wait_cancelled_while_it_starts_listening_closes_the_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[asyncpg.Connection] = []
+    real_connect = asyncpg.connect
+
+    async def connect(dsn: str) -> asyncpg.Connection:
+        connection = await real_connect(dsn, connection_class=StallingListener)
+        opened.append(connection)
+        return connection
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    db = Database.connect(pg_url)
+    try:
+        waiting = asyncio.create_task(db.wait_for_task(60))
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert opened
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        await db.close()
+    assert opened[0].is_closed()

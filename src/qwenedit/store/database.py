@@ -124,6 +124,10 @@ class Database:
                 if listener is not None:
                     await listener.close()
                 return
+            except BaseException:
+                if listener is not None:  # cancelled half-way: the connection must not leak
+                    listener.terminate()
+                raise
             self._listener = listener
 
     def _on_notify(self, *_args: object) -> None:
