@@ -79,6 +79,7 @@ def test_n_images_and_determinism(engine: DiffusersEngine) -> None:
     assert png(first.images[0]) != png(first.images[1])
 
 
+@pytest.mark.slow
 def test_images_do_not_depend_on_batching(engine: DiffusersEngine) -> None:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
 
@@ -119,6 +120,7 @@ def test_cancel_from_the_step_callback_stops_the_call(engine: DiffusersEngine) -
     assert len(engine.edit(job(), ignore).images) == 1  # the engine is usable afterwards
 
 
+@pytest.mark.slow
 def test_the_prompt_is_encoded_once_for_n_images(
     engine: DiffusersEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +150,7 @@ def test_bad_parameters_become_invalid_parameters(engine: DiffusersEngine) -> No
     assert caught.value.code in ("invalid_parameters", "service_error")
 
 
+@pytest.mark.slow
 def test_a_saved_pipeline_loads_through_the_qwen_loader(
     engine: DiffusersEngine, tmp_path: Path
 ) -> None:
@@ -201,6 +204,7 @@ def test_a_custom_engine_loads_from_module_and_class() -> None:
     assert loaded.name == "test"
 
 
+@pytest.mark.slow
 def test_the_registry_does_not_import_torch() -> None:
     code = "import sys, qwenedit.engines.registry, qwenedit.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -108,6 +108,7 @@ def test_a_missing_lora_is_a_config_error(saved_model: Path, tmp_path: Path) -> 
         load_qwen_pipeline(cpu_settings(saved_model, fast=4, lightning_lora=str(tmp_path / "x")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offload", ["group", "model"])
 def test_offload_modes_give_the_same_images(saved_model: Path, offload: str) -> None:
     """``sequential`` is left out: with accelerate 1.15 and torch 2.13 its CPU-to-"device" hook
