@@ -1,5 +1,5 @@
 """Tests never leave the machine: model hubs are offline and any connect to a non-loopback
-address fails the test that tried it."""
+address fails the test that tried it. Torch runs one thread per process."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Server processes inherit it. The tiny pipeline's tensors are too small to gain from threads,
+# and on two shared cores OpenMP threads waiting on each other made every call several times
+# slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
 
-def _check_target(sock: socket.socket, address: Any) -> None:
+def _check_target(sock: socket.SocketType, address: Any) -> None:
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     host = address[0]
@@ -29,12 +33,12 @@ def _check_target(sock: socket.socket, address: Any) -> None:
         raise AssertionError(f"test tried to connect to a non-loopback address: {host}")
 
 
-def _guarded_connect(self: socket.socket, address: Any) -> None:
+def _guarded_connect(self: socket.SocketType, address: Any) -> None:
     _check_target(self, address)
     _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+def _guarded_connect_ex(self: socket.SocketType, address: Any) -> int:
     _check_target(self, address)
     return _real_connect_ex(self, address)
 

@@ -140,8 +140,11 @@ class QueueSettings(Group):
     lease_seconds: float = Field(60.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     max_attempts: int = Field(3, ge=1)
-    poll_seconds: float = Field(1.0, gt=0)
-    callback_poll_seconds: float = Field(0.2, gt=0)
+    poll_seconds: float = Field(5.0, gt=0)
+    """The slow fallback: workers are woken by a notification when a task is queued."""
+    callback_poll_seconds: float = Field(5.0, gt=0)
+    """The slow fallback: dispatchers are woken at the commit that queues a callback, and
+    sleep until the next retry falls due."""
     reaper_seconds: float = Field(5.0, gt=0)
     task_timeout: float = Field(1800.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)

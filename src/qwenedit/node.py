@@ -20,6 +20,7 @@ from qwenedit.engines.base import Engine
 from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.media.resolver import Resolver
 from qwenedit.runtime import Runtime, open_runtime
+from qwenedit.store.database import OUTBOX_CHANNEL
 from qwenedit.worker.reaper import run_reaper
 from qwenedit.worker.runner import Worker
 
@@ -63,14 +64,22 @@ class Supervisor:
 
     def start_housekeeping(self) -> None:
         self._spawn(run_reaper(self._rt, self.stop), "reaper")
+        self._spawn(self._dispatch(), "callback-dispatcher")
+
+    async def _dispatch(self) -> None:
+        wakeups = await self._rt.db.subscribe(OUTBOX_CHANNEL)
         dispatcher = Dispatcher(
             self._rt.outbox,
             self._rt.client,
             self._rt.presenter.callback_body,
             self._rt.metrics,
             poll_seconds=self._rt.settings.callback_poll_seconds,
+            wakeups=wakeups,
         )
-        self._spawn(dispatcher.run(self.stop), "callback-dispatcher")
+        try:
+            await dispatcher.run(self.stop)
+        finally:
+            wakeups.close()
 
     def start_workers(self, count: int, load_engine: EngineLoader) -> None:
         """Each worker loads its own engine (one pipeline each) off the event loop, then runs."""

@@ -7,14 +7,15 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from support.images import data_uri, png_bytes
 
 pytestmark = pytest.mark.slow
 QWENEDIT = str(Path(sys.executable).with_name("qwenedit"))
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
                     proc.wait()
 
 
-def wait_until(check: Any, timeout: float, what: str) -> Any:
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -80,8 +82,24 @@ def wait_until(check: Any, timeout: float, what: str) -> Any:
             result = None
         if result:
             return result
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished(client: httpx.Client, task_id: str) -> dict[str, Any] | None:
+    task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+    return task if task["status"] in ("completed", "failed") else None
+
+
+def holding_worker(data_dir: Path, task_id: str) -> str:
+    """The id (``<host>-<pid>-w<n>``) of the worker holding the task, from the database."""
+    uri = f"file:{data_dir / 'qwenedit.db'}?mode=ro"
+    database = sqlite3.connect(uri, uri=True)
+    try:
+        row = database.execute("SELECT worker_id FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    finally:
+        database.close()
+    return str(row[0])
 
 
 def create_key(env: dict[str, str], credits: int) -> str:
@@ -98,7 +116,7 @@ def create_key(env: dict[str, str], credits: int) -> str:
     return str(created["api_key"])
 
 
-def balance(env: dict[str, str]) -> Any:
+def balance(env: dict[str, str]) -> int:
     shown = subprocess.run(
         [QWENEDIT, "credits", "show", "e2e", "--json"],
         env=env,
@@ -106,7 +124,9 @@ def balance(env: dict[str, str]) -> Any:
         capture_output=True,
         text=True,
     )
-    return json.loads(shown.stdout)["balance"]
+    value = json.loads(shown.stdout)["balance"]
+    assert isinstance(value, int)
+    return value
 
 
 def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> None:
@@ -117,8 +137,8 @@ def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> Non
         ["serve", "--engine", "tiny", "--port", str(port)], env, tmp_path / "serve.log"
     ) as server:
         wait_until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "healthz")
+        key = create_key(env, credits=5)  # while the engine loads
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, 120, "readyz")
-        key = create_key(env, credits=5)
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         closing.callback(client.close)
         body = {
@@ -131,15 +151,7 @@ def test_serve_tiny_engine_end_to_end(tmp_path: Path, closing: ExitStack) -> Non
         }
         task = client.post("/v1/images/generations", json=body).json()
         assert task["status"] == "pending"
-        done = wait_until(
-            lambda: (
-                (t := client.get(f"/v1/tasks/{task['id']}").json())["status"]
-                in ("completed", "failed")
-                and t
-            ),
-            120,
-            "the task",
-        )
+        done = wait_until(lambda: finished(client, task["id"]), 120, "the task")
         assert done["status"] == "completed", done
         assert done["usage"]["credits_used"] == 2
         for url in done["results"]:
@@ -191,25 +203,21 @@ def test_sigkilled_worker_task_completes_on_another_billed_once(
                 base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
             )
             closing.callback(client.close)
-            with process(["worker"], env, tmp_path / "worker-a.log") as worker_a:
+            with (
+                process(["worker"], env, tmp_path / "worker-a.log") as worker_a,
+                process(["worker"], env, tmp_path / "worker-b.log") as worker_b,
+            ):
                 task = client.post(
                     "/v1/images/generations",
                     json={"prompt": "p", "image_urls": [images.url("in.png")], "seed": 1},
                 ).json()
-                wait_until(lambda: images.hits.get("in.png") == 1, 120, "worker A to fetch")
+                wait_until(lambda: images.hits.get("in.png") == 1, 120, "a worker to fetch")
                 assert client.get(f"/v1/tasks/{task['id']}").json()["status"] == "processing"
-                worker_a.send_signal(signal.SIGKILL)
-                worker_a.wait(timeout=30)
-            with process(["worker"], env, tmp_path / "worker-b.log"):
-                done = wait_until(
-                    lambda: (
-                        (t := client.get(f"/v1/tasks/{task['id']}").json())["status"]
-                        in ("completed", "failed")
-                        and t
-                    ),
-                    180,
-                    "worker B to finish",
-                )
+                holder = holding_worker(tmp_path / "data", task["id"])
+                [victim] = [w for w in (worker_a, worker_b) if f"-{w.pid}-" in holder]
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(timeout=30)
+                done = wait_until(lambda: finished(client, task["id"]), 180, "the other worker")
     assert done["status"] == "completed", done
     assert f"/{task['id']}/2/0.png" in done["results"][0]  # the second attempt's files
     assert done["usage"]["credits_used"] == 1

@@ -1,10 +1,10 @@
 """Integration fixtures: a test that takes ``db_url`` runs on SQLite and on PostgreSQL.
 
-SQLite gets a fresh file per test. PostgreSQL gets one fresh database per session
-(``qwenedit_test_<random>``, migrated once, emptied before each test, dropped at the end). When
-PostgreSQL is not reachable its tests are skipped, except in CI (``CI=1``/``true``): then they fail.
-Setup talks to PostgreSQL from a helper thread with its own event loop, so it never touches the
-loops pytest-asyncio runs the tests in.
+SQLite gets a fresh file per test, a copy of one migrated once per session. PostgreSQL gets one
+fresh database per session (``qwenedit_test_<random>``, migrated once, emptied before each test,
+dropped at the end). When PostgreSQL is not reachable its tests are skipped, except in CI
+(``CI=1``/``true``): then they fail. Setup talks to PostgreSQL from a helper thread with its own
+event loop, so it never touches the loops pytest-asyncio runs the tests in.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from qwenedit.domain.task import TaskParams, TaskRecord, new_task_id
@@ -89,11 +91,20 @@ def pg_session_url(postgres_reachable: None) -> Iterator[str]:
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "qwenedit.db"
+    in_thread(upgrade, f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture(params=DIALECTS)
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated, empty database."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'qwenedit.db'}"
+        path = tmp_path_factory.mktemp("db") / "qwenedit.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("pg_url")
     return url
 

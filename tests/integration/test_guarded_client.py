@@ -15,6 +15,7 @@ from qwenedit.config import Settings
 from qwenedit.errors import OutboundRefused
 from qwenedit.media.guarded_client import GuardedClient
 from support.http_server import Answer, ScriptedServer, scripted_server
+from support.leaks import assert_not_leaked
 from support.resolver import MapResolver
 
 
@@ -40,28 +41,39 @@ async def test_fetch_from_an_allowed_network(server: ScriptedServer, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    "host",
-    ["127.0.0.1", "localhost", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "0.0.0.0", "[::1]"],
+    ("host", "address"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("localhost", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("[::1]", "::1"),
+    ],
 )
 async def test_internal_targets_are_refused(
-    server: ScriptedServer, tmp_path: Path, host: str
+    server: ScriptedServer, tmp_path: Path, host: str, address: str
 ) -> None:
     client = GuardedClient(settings(tmp_path), resolver=MapResolver({}))
     try:
-        with pytest.raises(OutboundRefused, match="internal address"):
+        with pytest.raises(OutboundRefused, match="internal address") as refused:
             await client.fetch(server.url("img", host=host), max_bytes=1000)
     finally:
         await client.aclose()
     assert server.received == []
+    assert_not_leaked(str(refused.value), address)
+    assert host.strip("[]") not in str(refused.value)
 
 
 async def test_metadata_address_is_refused_without_connecting(tmp_path: Path) -> None:
     client = GuardedClient(settings(tmp_path))
     try:
-        with pytest.raises(OutboundRefused, match="internal address"):
+        with pytest.raises(OutboundRefused, match="internal address") as refused:
             await client.fetch("http://169.254.169.254/latest/meta-data/", max_bytes=1000)
     finally:
         await client.aclose()
+    assert_not_leaked(str(refused.value), "169.254.169.254")
 
 
 async def test_a_name_resolving_to_any_internal_address_is_refused(
@@ -70,11 +82,12 @@ async def test_a_name_resolving_to_any_internal_address_is_refused(
     resolver = MapResolver({"mixed.example": ["93.184.216.34", "10.0.0.1"]})
     client = GuardedClient(settings(tmp_path), resolver=resolver)
     try:
-        with pytest.raises(OutboundRefused, match="internal address"):
+        with pytest.raises(OutboundRefused, match="internal address") as refused:
             await client.fetch("http://mixed.example/img", max_bytes=1000)
     finally:
         await client.aclose()
     assert resolver.asked == ["mixed.example"]
+    assert_not_leaked(str(refused.value), "10.0.0.1")
 
 
 async def test_connection_goes_to_the_checked_address_with_the_original_host(
@@ -100,11 +113,12 @@ async def test_redirects_are_checked_again(tmp_path: Path) -> None:
         outer.answers["/img"] = Answer(status=302, headers={"Location": inner.url("secret")})
         client = GuardedClient(settings(tmp_path, allow_private_network="127.0.0.2/32"))
         try:
-            with pytest.raises(OutboundRefused, match="internal address"):
+            with pytest.raises(OutboundRefused, match="internal address") as refused:
                 await client.fetch(outer.url("img"), max_bytes=1000)
         finally:
             await client.aclose()
         assert inner.received == []
+        assert_not_leaked(str(refused.value), inner.host)
 
 
 async def test_redirects_are_followed_up_to_the_limit(

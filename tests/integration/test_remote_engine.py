@@ -28,6 +28,7 @@ def form(request: Received) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
         if part.get_filename():
             files.append((str(name), payload))
         else:

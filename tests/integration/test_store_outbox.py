@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-
-from sqlalchemy import update
+from datetime import UTC, datetime, timedelta
 
 from integration.conftest import Store
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.outbox import AttemptOutcome, OutboxRepo
-from qwenedit.store.tables import outbox as outbox_table
 from qwenedit.store.tasks import NewTask
 
 FAILED_503 = AttemptOutcome(status_code=503, error=None, duration_ms=5)
+
+
+def seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
 
 
 async def finished_with_callback(
@@ -28,17 +29,13 @@ async def finished_with_callback(
     return created.id, account.id
 
 
-async def make_due(db: Database) -> None:
-    async with db.transaction() as connection:
-        await connection.execute(update(outbox_table).values(next_attempt_at=datetime.now(UTC)))
-
-
 async def test_claims_are_exclusive_and_follow_the_schedule(
     db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
     task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
-    claims = await asyncio.gather(*(repo.claim(15.0) for _ in range(4)))
+    now = datetime.now(UTC)
+    claims = await asyncio.gather(*(repo.claim(15.0, now=now) for _ in range(4)))
     [delivery] = [claim for claim in claims if claim is not None]
     assert (delivery.task_id, delivery.attempt, delivery.url) == (
         task_id,
@@ -47,26 +44,25 @@ async def test_claims_are_exclusive_and_follow_the_schedule(
     )
     assert len(delivery.signing_secrets) == 1
     assert delivery.signing_secrets[0].startswith("whsec_")
-    assert await repo.claim(15.0) is None  # leased
+    assert await repo.claim(15.0, now=now + seconds(14.9)) is None  # leased
 
     delays = []
     for attempt in range(1, 5):
-        before = datetime.now(UTC)
-        status = await repo.record(delivery, FAILED_503)
+        failed_at = now + seconds(0.25)
+        status = await repo.record(delivery, FAILED_503, now=failed_at)
         history = await repo.history(task_id, owner)
         if attempt < 4:
             assert status == "pending"
-            delays.append((history[0]["next_attempt_at"] - before).total_seconds())
-            assert await repo.claim(15.0) is None  # not due yet
-            await make_due(db)
-            claimed = await repo.claim(15.0)
+            due = history[0]["next_attempt_at"]
+            delays.append((due - failed_at).total_seconds())
+            assert await repo.claim(15.0, now=due - seconds(0.001)) is None  # not due yet
+            claimed = await repo.claim(15.0, now=due)
             assert claimed is not None and claimed.attempt == attempt + 1
-            delivery = claimed
+            delivery, now = claimed, due
         else:
             assert status == "failed"
-    assert [round(delay) for delay in delays] == [1, 2, 4]
-    await make_due(db)
-    assert await repo.claim(15.0) is None  # no 5th attempt
+    assert delays == [1.0, 2.0, 4.0]
+    assert await repo.claim(15.0, now=now + seconds(3600)) is None  # no 5th attempt
     [record] = await repo.history(task_id, owner)
     assert record["status"] == "failed"
     assert [attempt["status_code"] for attempt in record["attempts"]] == [503] * 4
@@ -77,15 +73,16 @@ async def test_success_ends_it_and_stale_records_change_nothing(
 ) -> None:
     task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
-    first = await repo.claim(0.0)  # a lease that runs out at once: its dispatcher "died"
+    now = datetime.now(UTC)
+    first = await repo.claim(0.0, now=now)  # a lease that runs out at once: its dispatcher "died"
     assert first is not None
-    await asyncio.sleep(0.01)
-    second = await repo.claim(15.0)
+    second = await repo.claim(15.0, now=now + seconds(0.01))
     assert second is not None and second.attempt == 2
-    await repo.record(first, AttemptOutcome(status_code=200, error=None, duration_ms=1))
+    ok = AttemptOutcome(status_code=200, error=None, duration_ms=1)
+    await repo.record(first, ok, now=now + seconds(0.02))
     [record] = await repo.history(task_id, owner)
     assert record["status"] == "pending"  # the stale attempt was logged but decided nothing
-    assert await repo.record(second, AttemptOutcome(200, None, 3)) == "delivered"
+    assert await repo.record(second, ok, now=now + seconds(0.03)) == "delivered"
     [record] = await repo.history(task_id, owner)
     assert record["status"] == "delivered" and record["delivered_at"] is not None
     assert len(record["attempts"]) == 2
@@ -96,12 +93,12 @@ async def test_redeliver_queues_the_same_task_again(
 ) -> None:
     task_id, owner = await finished_with_callback(accounts, store, new_task)
     repo = OutboxRepo(db)
-    first = await repo.claim(15.0)
+    first = await repo.claim(15.0, now=datetime.now(UTC))
     assert first is not None
-    await repo.record(first, AttemptOutcome(200, None, 3))
+    await repo.record(first, AttemptOutcome(200, None, 3), now=datetime.now(UTC))
     assert await repo.redeliver(task_id, owner + 1) is None  # another account
     assert await repo.redeliver(task_id, owner) is not None
-    again = await repo.claim(15.0)
+    again = await repo.claim(15.0, now=datetime.now(UTC))
     assert again is not None
     assert (again.task, again.url, again.attempt) == (first.task, first.url, 1)
     assert again.id != first.id

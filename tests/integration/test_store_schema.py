@@ -7,7 +7,9 @@ import contextlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -154,3 +156,38 @@ async def test_another_node_is_woken_through_postgresql(pg_url: str) -> None:
     finally:
         await this_node.close()
         await other_node.close()
+
+
+class StallingListener(asyncpg.Connection):  # type: ignore[misc]
+    """A real connection whose ``add_listener`` never returns."""
+
+    async def add_listener(self, channel: str, callback: object) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.postgres
+async def test_a_wait_cancelled_while_it_starts_listening_closes_the_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[asyncpg.Connection] = []
+    real_connect = asyncpg.connect
+
+    async def connect(dsn: str, **options: Any) -> asyncpg.Connection:
+        connection = await real_connect(dsn, connection_class=StallingListener, **options)
+        opened.append(connection)
+        return connection
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    db = Database.connect(pg_url)
+    try:
+        waiting = asyncio.create_task(db.subscribe(TASKS_CHANNEL))
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert opened
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        await db.close()
+    assert opened[0].is_closed()

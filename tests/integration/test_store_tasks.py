@@ -466,7 +466,7 @@ class _ClockAhead(datetime):
     """``datetime`` of a process whose clock runs ten minutes ahead."""
 
     @classmethod
-    def now(cls, tz: tzinfo | None = None) -> _ClockAhead:  # type: ignore[override]
+    def now(cls, tz: tzinfo | None = None) -> _ClockAhead:
         real = datetime.now(tz) + timedelta(minutes=10)
         return cls.fromtimestamp(real.timestamp(), tz)
 

@@ -34,6 +34,7 @@ def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "lease_seconds": 5.0,
         "heartbeat_seconds": 0.5,
         "poll_seconds": 0.1,
+        "callback_poll_seconds": 0.05,
         "reaper_seconds": 0.5,
         "shutdown_grace": 2.0,
         "fetch_timeout": 5.0,
@@ -94,10 +95,13 @@ async def running_app(
     engine: Engine | None = None,
     workers: int = 1,
     resolver: Resolver | None = None,
+    housekeeping: bool = True,
 ) -> AsyncIterator[RunningApp]:
+    """``housekeeping=False`` runs neither the reaper nor the callback dispatcher."""
     options = NodeOptions(
         public_url=BASE_URL,
         resolver=resolver,
+        housekeeping=housekeeping,
         workers=workers if engine is not None else 0,
         load_engine=(lambda _settings: engine) if engine is not None else None,
     )

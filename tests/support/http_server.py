@@ -10,6 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+HOLD_LIMIT = 30.0
+SHUTDOWN_POLL = 0.02
+"""How often ``serve_forever`` looks for a shutdown request; its 0.5 s default would be paid
+by every test that stops a server."""
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -18,6 +23,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     chunked: bool = False
+    hold: threading.Event | None = None
+    """When given, the answer waits until the test sets it (at most ``HOLD_LIMIT`` seconds)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ def scripted_server(
                 answer = answer(received)
             if answer.delay:
                 time.sleep(answer.delay)
+            if answer.hold is not None:
+                answer.hold.wait(HOLD_LIMIT)
             try:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
@@ -97,7 +106,7 @@ def scripted_server(
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True)
     thread.start()
     try:
         yield state

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from PIL import Image
@@ -18,14 +18,17 @@ from qwenedit.config import Settings
 from qwenedit.engines.base import EditJob
 from qwenedit.errors import ConfigError, TaskCancelled
 
-pytestmark = pytest.mark.slow
+if TYPE_CHECKING:
+    from qwenedit.engines.diffusers_engine import DiffusersEngine
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
+def engine() -> Iterator[DiffusersEngine]:
+    from qwenedit.engines.diffusers_engine import DiffusersEngine
     from qwenedit.engines.registry import load_engine
 
     loaded = load_engine(Settings(engine="tiny", steps=2, true_cfg_scale=4.0, max_batch=6))
+    assert isinstance(loaded, DiffusersEngine)
     yield loaded
     loaded.close()
 
@@ -56,14 +59,17 @@ def ignore(done: int, total: int) -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), [(100, 80), (1024, 1024), (512, 1536), (1552, 784)])
-def test_outputs_have_exactly_the_asked_size(engine: Any, width: int, height: int) -> None:
+def test_outputs_have_exactly_the_asked_size(
+    engine: DiffusersEngine, width: int, height: int
+) -> None:
     output = engine.edit(job(width=width, height=height), ignore)
     assert [image.size for image in output.images] == [(width, height)]
     assert all(image.mode == "RGB" for image in output.images)
     assert output.pipeline_seconds > 0
 
 
-def test_n_images_and_determinism(engine: Any) -> None:
+@pytest.mark.slow
+def test_n_images_and_determinism(engine: DiffusersEngine) -> None:
     first = engine.edit(job(n=3), ignore)
     again = engine.edit(job(n=3), ignore)
     other = engine.edit(job(n=3, seed=4), ignore)
@@ -73,7 +79,8 @@ def test_n_images_and_determinism(engine: Any) -> None:
     assert png(first.images[0]) != png(first.images[1])
 
 
-def test_images_do_not_depend_on_batching(engine: Any) -> None:
+@pytest.mark.slow
+def test_images_do_not_depend_on_batching(engine: DiffusersEngine) -> None:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
 
     whole = engine.edit(job(n=3), ignore)
@@ -83,13 +90,13 @@ def test_images_do_not_depend_on_batching(engine: Any) -> None:
     assert [png(i) for i in whole.images] == [png(i) for i in split.images]
 
 
-def test_negative_prompt_changes_the_output(engine: Any) -> None:
+def test_negative_prompt_changes_the_output(engine: DiffusersEngine) -> None:
     plain = engine.edit(job(), ignore)
     negative = engine.edit(job(negative_prompt="blurry, low quality"), ignore)
     assert png(plain.images[0]) != png(negative.images[0])
 
 
-def test_steps_are_reported_up_to_the_total(engine: Any) -> None:
+def test_steps_are_reported_up_to_the_total(engine: DiffusersEngine) -> None:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
 
     steps: list[tuple[int, int]] = []
@@ -100,7 +107,7 @@ def test_steps_are_reported_up_to_the_total(engine: Any) -> None:
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-def test_cancel_from_the_step_callback_stops_the_call(engine: Any) -> None:
+def test_cancel_from_the_step_callback_stops_the_call(engine: DiffusersEngine) -> None:
     calls: list[int] = []
 
     def cancel(done: int, total: int) -> None:
@@ -113,8 +120,9 @@ def test_cancel_from_the_step_callback_stops_the_call(engine: Any) -> None:
     assert len(engine.edit(job(), ignore).images) == 1  # the engine is usable afterwards
 
 
+@pytest.mark.slow
 def test_the_prompt_is_encoded_once_for_n_images(
-    engine: Any, monkeypatch: pytest.MonkeyPatch
+    engine: DiffusersEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
 
@@ -134,7 +142,7 @@ def test_the_prompt_is_encoded_once_for_n_images(
     assert encoded == ["make it green", " "]
 
 
-def test_bad_parameters_become_invalid_parameters(engine: Any) -> None:
+def test_bad_parameters_become_invalid_parameters(engine: DiffusersEngine) -> None:
     from qwenedit.errors import TaskFailure
 
     with pytest.raises(TaskFailure) as caught:
@@ -142,7 +150,10 @@ def test_bad_parameters_become_invalid_parameters(engine: Any) -> None:
     assert caught.value.code in ("invalid_parameters", "service_error")
 
 
-def test_a_saved_pipeline_loads_through_the_qwen_loader(engine: Any, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_saved_pipeline_loads_through_the_qwen_loader(
+    engine: DiffusersEngine, tmp_path: Path
+) -> None:
     from qwenedit.engines.diffusers_engine import DiffusersEngine
     from qwenedit.engines.qwen import load_qwen_pipeline
 
@@ -179,7 +190,7 @@ def test_qwen_without_cuda_names_the_tiny_engine() -> None:
         ({"engine": "qwen", "device": "cpu", "model": "/nonexistent/model"}, "Cannot load"),
     ],
 )
-def test_engine_configuration_errors(overrides: dict[str, str], message: str) -> None:
+def test_engine_configuration_errors(overrides: dict[str, Any], message: str) -> None:
     from qwenedit.engines.registry import load_engine
 
     with pytest.raises(ConfigError, match=message):
@@ -193,6 +204,7 @@ def test_a_custom_engine_loads_from_module_and_class() -> None:
     assert loaded.name == "test"
 
 
+@pytest.mark.slow
 def test_the_registry_does_not_import_torch() -> None:
     code = "import sys, qwenedit.engines.registry, qwenedit.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,8 +20,6 @@ from qwenedit.engines.qwen_options import LIGHTNING_REPOSITORY, lightning_source
 from qwenedit.engines.tiny import build_tiny_pipeline
 from qwenedit.errors import ConfigError
 
-pytestmark = pytest.mark.slow
-
 JOB = EditJob(
     prompt="make it green",
     images=(Image.new("RGB", (512, 384), (200, 40, 40)),),
@@ -80,6 +78,7 @@ def cpu_settings(model: Path, **extra: Any) -> Settings:
     return Settings(**{**values, **extra})
 
 
+@pytest.mark.slow
 def test_lightning_loads_the_lora_switches_scheduler_and_steps(
     saved_model: Path, lora_file: Path
 ) -> None:
@@ -99,9 +98,9 @@ def test_lightning_defaults_to_the_models_file() -> None:
         LIGHTNING_REPOSITORY,
         "Qwen-Image-Edit-2509/Qwen-Image-Edit-2509-Lightning-8steps-V1.0-bf16.safetensors",
     )
-    assert lightning_source("Qwen/Qwen-Image-Edit-2511", 4, None)[1].startswith(
-        "Qwen-Image-Edit-2511/"
-    )
+    repository, weights = lightning_source("Qwen/Qwen-Image-Edit-2511", 4, None)
+    assert repository == LIGHTNING_REPOSITORY
+    assert weights is not None and weights.startswith("Qwen-Image-Edit-2511/")
 
 
 def test_a_missing_lora_is_a_config_error(saved_model: Path, tmp_path: Path) -> None:
@@ -109,6 +108,7 @@ def test_a_missing_lora_is_a_config_error(saved_model: Path, tmp_path: Path) -> 
         load_qwen_pipeline(cpu_settings(saved_model, fast=4, lightning_lora=str(tmp_path / "x")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offload", ["group", "model"])
 def test_offload_modes_give_the_same_images(saved_model: Path, offload: str) -> None:
     """``sequential`` is left out: with accelerate 1.15 and torch 2.13 its CPU-to-"device" hook
@@ -122,6 +122,7 @@ def test_vae_tiling_is_applied(saved_model: Path) -> None:
     assert pipeline.vae.use_tiling
 
 
+@pytest.mark.slow
 def test_local_vlm_extender_runs_the_text_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = build_tiny_pipeline()
     engine = DiffusersEngine(

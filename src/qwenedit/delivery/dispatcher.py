@@ -1,15 +1,19 @@
 """The callback dispatcher (DESIGN §4.4): claims due outbox rows and POSTs them.
 
 Each claimed attempt is sent in its own asyncio task, up to ``MAX_IN_FLIGHT`` at once, so a
-receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others."""
+receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others.
+
+``clock`` tells the dispatcher when it is: which attempts are due and when a failed one ended,
+so the 1/2/4 s schedule counts from it. The ``webhook-timestamp`` stays wall time, since
+receivers check it against their own clocks."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from qwenedit import __version__
@@ -27,12 +31,24 @@ LEASE_MARGIN = 5.0
 MAX_IN_FLIGHT = 32
 USER_AGENT = f"qwenedit/{__version__} (callbacks)"
 
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 class CallbackSender(Protocol):
     async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
         """POST and return the status code within ``deadline`` seconds in all;
         ``OutboundRefused`` for a refused target, a timeout or a connection error. Never
         follows redirects."""
+        ...
+
+
+class Wakeups(Protocol):
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 (a poll interval)
+        """Return when a callback may have been queued, or after ``timeout``."""
         ...
 
 
@@ -64,12 +80,16 @@ class Dispatcher:
         metrics: Metrics,
         *,
         poll_seconds: float,
+        wakeups: Wakeups | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self._outbox = outbox
         self._sender = sender
         self._render_body = render_body
         self._metrics = metrics
         self._poll_seconds = poll_seconds
+        self._wakeups = wakeups
+        self._clock = clock
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -77,11 +97,12 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 await self._slots.acquire()
-                delivery = await self._outbox.claim(CALLBACK_TIMEOUT + LEASE_MARGIN)
+                delivery = await self._outbox.claim(
+                    CALLBACK_TIMEOUT + LEASE_MARGIN, now=self._clock()
+                )
                 if delivery is None:
                     self._slots.release()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self._poll_seconds)
+                    await self._idle(stop)
                     continue
                 task = asyncio.create_task(self._send(delivery), name=f"callback-{delivery.id}")
                 self._sending.add(task)
@@ -90,10 +111,23 @@ class Dispatcher:
             if self._sending:
                 await asyncio.wait(self._sending, timeout=CALLBACK_TIMEOUT + 1)
 
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for a new callback (a notification at the commit that queued it), the next
+        retry that falls due, or the slow fallback poll, whichever comes first."""
+        due_in = await self._outbox.seconds_until_due(now=self._clock())
+        timeout = self._poll_seconds if due_in is None else min(due_in, self._poll_seconds)
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
+        if self._wakeups is not None:
+            waiters.add(asyncio.ensure_future(self._wakeups.wait(timeout)))
+        _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        for waiter in pending:
+            waiter.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def _send(self, delivery: Delivery) -> None:
         try:
             outcome = await self._attempt(delivery)
-            status = await self._outbox.record(delivery, outcome)
+            status = await self._outbox.record(delivery, outcome, now=self._clock())
             self._metrics.inc("qwenedit_callback_attempts_total", outcome=_label(outcome))
             log.info(
                 "task %s callback attempt %d: %s in %d ms -> %s",

@@ -183,6 +183,10 @@ class Database:
                 if listener is not None:
                     await listener.close()
                 return
+            except BaseException:
+                if listener is not None:  # cancelled half-way: the connection must not leak
+                    listener.terminate()
+                raise
             self._listener = listener
             for channel in CHANNELS:  # a change may have come while nobody listened
                 self._wake(channel)

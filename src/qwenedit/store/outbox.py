@@ -3,7 +3,8 @@ by dispatchers. A row refers to the final task row; the body is rendered from it
 
 A claim counts the attempt and pushes ``next_attempt_at`` past the send's deadline in one
 statement, so two dispatchers never send the same attempt, and an attempt whose dispatcher died
-is retried once that lease runs out. ``record`` is fenced on the attempt number it claimed."""
+is retried once that lease runs out. ``record`` is fenced on the attempt number it claimed.
+Both take ``now`` from their caller, the dispatcher, which owns the clock of the schedule."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord
@@ -55,9 +56,8 @@ class OutboxRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def claim(self, lease_seconds: float) -> Delivery | None:
-        """The most overdue pending delivery, its attempt counted and leased."""
-        now = datetime.now(UTC)
+    async def claim(self, lease_seconds: float, *, now: datetime) -> Delivery | None:
+        """The most overdue pending delivery due at ``now``, its attempt counted and leased."""
         due = (
             select(outbox.c.id)
             .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
@@ -96,10 +96,21 @@ class OutboxRepo:
             signing_secrets=tuple(secrets),
         )
 
-    async def record(self, delivery: Delivery, outcome: AttemptOutcome) -> str:
-        """Log the attempt and schedule what follows: ``delivered``, ``failed`` (schedule
-        exhausted) or ``pending`` (retry after 1, 2, 4 s). Returns the new status."""
-        now = datetime.now(UTC)
+    async def seconds_until_due(self, *, now: datetime) -> float | None:
+        """How long until the next pending delivery is due (0 if one is); ``None`` if none."""
+        async with self._db.transaction(write=False) as connection:
+            due = await connection.scalar(
+                select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == PENDING)
+            )
+        if due is None:
+            return None
+        seconds: float = (due - now).total_seconds()
+        return max(0.0, seconds)
+
+    async def record(self, delivery: Delivery, outcome: AttemptOutcome, *, now: datetime) -> str:
+        """Log the attempt that ended at ``now`` and schedule what follows: ``delivered``,
+        ``failed`` (schedule exhausted) or ``pending`` (retry 1, 2, 4 s after ``now``). Returns
+        the new status."""
         if outcome.succeeded:
             values: dict[str, Any] = {"status": DELIVERED, "delivered_at": now}
         else:
@@ -130,41 +141,52 @@ class OutboxRepo:
         return str(values.get("status", PENDING))
 
     async def history(self, task_id: str, account_id: int) -> list[dict[str, Any]]:
-        """Every delivery of a task's callback with its attempts, oldest first."""
-        owned = and_(outbox.c.task_id == task_id, outbox.c.account_id == account_id)
+        """Every delivery of a task's callback with its attempts, oldest first. One statement,
+        so a delivery and its attempts come from the same snapshot even under READ COMMITTED."""
+        query = (
+            select(
+                outbox.c.id,
+                outbox.c.url,
+                outbox.c.status,
+                outbox.c.created_at,
+                outbox.c.delivered_at,
+                outbox.c.next_attempt_at,
+                callback_attempts.c.id.label("attempt_id"),
+                callback_attempts.c.attempted_at,
+                callback_attempts.c.status_code,
+                callback_attempts.c.error,
+                callback_attempts.c.duration_ms,
+            )
+            .outerjoin(callback_attempts, callback_attempts.c.outbox_id == outbox.c.id)
+            .where(outbox.c.task_id == task_id, outbox.c.account_id == account_id)
+            .order_by(outbox.c.id, callback_attempts.c.id)
+        )
         async with self._db.transaction(write=False) as connection:
-            deliveries = (
-                await connection.execute(select(outbox).where(owned).order_by(outbox.c.id))
-            ).all()
-            attempts = (
-                await connection.execute(
-                    select(callback_attempts)
-                    .join(outbox, outbox.c.id == callback_attempts.c.outbox_id)
-                    .where(owned)
-                    .order_by(callback_attempts.c.id)
-                )
-            ).all()
-        return [
-            {
-                "id": delivery.id,
-                "url": delivery.url,
-                "status": delivery.status,
-                "created_at": delivery.created_at,
-                "delivered_at": delivery.delivered_at,
-                "next_attempt_at": delivery.next_attempt_at if delivery.status == PENDING else None,
-                "attempts": [
+            rows = (await connection.execute(query)).all()
+        deliveries: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            delivery = deliveries.setdefault(
+                row.id,
+                {
+                    "id": row.id,
+                    "url": row.url,
+                    "status": row.status,
+                    "created_at": row.created_at,
+                    "delivered_at": row.delivered_at,
+                    "next_attempt_at": row.next_attempt_at if row.status == PENDING else None,
+                    "attempts": [],
+                },
+            )
+            if row.attempt_id is not None:
+                delivery["attempts"].append(
                     {
-                        "attempted_at": attempt.attempted_at,
-                        "status_code": attempt.status_code,
-                        "error": attempt.error,
-                        "duration_ms": attempt.duration_ms,
+                        "attempted_at": row.attempted_at,
+                        "status_code": row.status_code,
+                        "error": row.error,
+                        "duration_ms": row.duration_ms,
                     }
-                    for attempt in attempts
-                    if attempt.outbox_id == delivery.id
-                ],
-            }
-            for delivery in deliveries
-        ]
+                )
+        return list(deliveries.values())
 
     async def redeliver(self, task_id: str, account_id: int) -> int | None:
         """Queue the task's callback again (a new delivery with a fresh schedule); ``None``
