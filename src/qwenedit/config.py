@@ -1,4 +1,5 @@
-"""Settings: the only place that reads the environment (variables prefixed ``QWENEDIT_``)."""
+"""Settings: the only place that reads the environment (variables prefixed ``QWENEDIT_``, and
+the AWS SDK's own names for the S3 endpoint and credentials)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -167,6 +171,83 @@ class RetentionSettings(Group):
     task_retention: float = 7 * 24 * 3600.0
 
 
+SIGV4_MAX_EXPIRY = 7 * 24 * 3600
+"""The longest a SigV4 presigned URL may be valid."""
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+
+class StorageSettings(Group):
+    """Where blobs (results, uploads, inputs) live. ``storage_url`` is ``file:///abs/path`` or
+    ``s3://bucket[/prefix]``; unset means ``<DATA_DIR>/blobs``. The S3 endpoint and credentials
+    use the AWS SDK's own variable names (no ``QWENEDIT_`` prefix), so one environment serves
+    every S3 tool: AWS S3, SeaweedFS, MinIO and R2 alike."""
+
+    storage_url: str | None = None
+    storage_timeout: float = Field(30.0, gt=0)
+    """Seconds for one storage request, retries included."""
+    result_links: Literal["signed", "presigned"] = "signed"
+    """``signed``: links to this server's ``/v1/results`` route (the same on every node);
+    ``presigned``: S3 presigned URLs, so clients download from the store itself."""
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+    """Unset: AWS S3 itself. Set (SeaweedFS, MinIO, R2): path-style requests to it."""
+    aws_access_key_id: str | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    aws_region: str | None = Field(None, validation_alias="AWS_REGION")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError("QWENEDIT_STORAGE_URL: file URLs name an absolute path: file:///…")
+        elif parts.scheme == "s3":
+            if not _BUCKET.match(parts.netloc):
+                raise ValueError(f"QWENEDIT_STORAGE_URL: {parts.netloc!r} is not a bucket name")
+            prefix = parts.path.strip("/")
+            segments = prefix.split("/") if prefix else []
+            if any(not _PREFIX_SEGMENT.match(s) or s in (".", "..") for s in segments):
+                raise ValueError("QWENEDIT_STORAGE_URL: the prefix has an invalid path segment")
+        else:
+            raise ValueError(
+                "QWENEDIT_STORAGE_URL must be file:///abs/path or s3://bucket[/prefix]"
+            )
+        return value.strip()
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("AWS_ENDPOINT_URL must be an http:// or https:// URL")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _presigned_needs_s3(self) -> StorageSettings:
+        if self.result_links == "presigned" and self.s3_location is None:
+            raise ValueError("QWENEDIT_RESULT_LINKS=presigned needs QWENEDIT_STORAGE_URL=s3://…")
+        return self
+
+    @property
+    def s3_location(self) -> S3Location | None:
+        """The bucket and prefix of an ``s3://`` storage URL, else ``None``."""
+        if self.storage_url is None or not self.storage_url.startswith("s3://"):
+            return None
+        parts = urlsplit(self.storage_url)
+        return S3Location(bucket=parts.netloc, prefix=parts.path.strip("/"))
+
+
 class Settings(
     BaseSettings,
     NodeSettings,
@@ -177,12 +258,19 @@ class Settings(
     QueueSettings,
     LimitSettings,
     RetentionSettings,
+    StorageSettings,
 ):
-    """Every tunable of the server, read once from ``QWENEDIT_*`` variables. Durations are
-    seconds, sizes bytes. A module that needs one part is typed with that part (a ``Group``):
-    it receives this object and sees only its own fields."""
+    """Every tunable of the server, read once from ``QWENEDIT_*`` (and four ``AWS_*``)
+    variables. Durations are seconds, sizes bytes. A module that needs one part is typed with
+    that part (a ``Group``): it receives this object and sees only its own fields."""
 
-    model_config = SettingsConfigDict(env_prefix="QWENEDIT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="QWENEDIT_",
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -192,7 +280,20 @@ class Settings(
                 f"of QWENEDIT_LEASE_SECONDS ({self.lease_seconds:g}), so that one late heartbeat "
                 "does not lose the lease"
             )
+        if self.result_links == "presigned" and self.result_ttl > SIGV4_MAX_EXPIRY:
+            raise ValueError(
+                "QWENEDIT_RESULT_LINKS=presigned: S3 presigned URLs last at most 7 days, "
+                f"QWENEDIT_RESULT_TTL is {self.result_ttl:g} s"
+            )
         return self
+
+    @property
+    def blob_location(self) -> Path | S3Location:
+        """The directory of a ``file://`` store (``<DATA_DIR>/blobs`` when unset) or the
+        bucket and prefix of an ``s3://`` one."""
+        if self.storage_url is None:
+            return self.data_dir / "blobs"
+        return self.s3_location or Path(unquote(urlsplit(self.storage_url).path))
 
     @property
     def resolved_database_url(self) -> str:

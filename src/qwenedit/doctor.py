@@ -1,12 +1,17 @@
-"""``qwenedit doctor``: what this machine has and which engine configuration fits it."""
+"""``qwenedit doctor``: what this machine has, which engine configuration fits it, and whether
+the configured blob store can be written, read and cleaned."""
 
 from __future__ import annotations
 
 import platform
+import secrets
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+from qwenedit.blobs.factory import open_blob_store
+from qwenedit.config import Settings
 from qwenedit.domain.hardware import Recommendation, recommend
+from qwenedit.errors import ConfigError, StorageError
 
 GIB = 1024**3
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft")
@@ -80,3 +85,44 @@ def inspect_machine() -> MachineReport:
         gpus=gpus,
         recommendation=recommend(largest),
     )
+
+
+@dataclass(frozen=True)
+class StorageReport:
+    location: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def line(self) -> tuple[str, str]:
+        state = "ok" if self.ok else "FAILED"
+        return ("storage", f"{state}: {self.location}: {self.detail}")
+
+
+async def probe_storage(settings: Settings) -> StorageReport:
+    """Check the configured store as ``serve`` does, then write, read back and delete a probe
+    object under ``doctor/``."""
+    try:
+        blobs = open_blob_store(settings)
+    except ConfigError as exc:
+        return StorageReport(location=settings.storage_url or "", ok=False, detail=str(exc))
+    key = f"doctor/probe-{secrets.token_hex(8)}"
+    payload = secrets.token_bytes(256)
+    try:
+        await blobs.check()
+        await blobs.put(key, payload)
+        try:
+            read = await blobs.get(key)
+        finally:
+            deleted = await blobs.delete_prefix(key)
+        if read != payload:
+            return StorageReport(blobs.location, False, "the probe object read back differently")
+        if deleted != 1 or await blobs.get(key) is not None:
+            return StorageReport(blobs.location, False, "the probe object was not deleted")
+    except (ConfigError, StorageError, OSError) as exc:
+        return StorageReport(blobs.location, False, str(exc))
+    finally:
+        blobs.close()
+    return StorageReport(blobs.location, True, "wrote, read and deleted a probe object")

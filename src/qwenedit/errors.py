@@ -1,7 +1,9 @@
 """The one exception hierarchy of qwenedit.
 
     QwenEditError
-    ├── ConfigError            settings that cannot work (bad value, missing secret, no CUDA)
+    ├── ConfigError            settings that cannot work (bad value, missing secret, no CUDA,
+    │                          a bucket that does not exist or refuses the credentials)
+    ├── StorageError           the blob store failed at run time (unreachable, timed out)
     ├── DomainError            a rule of the domain or the store said no; services map it to an
     │   │                      ApiError (the store never speaks HTTP)
     │   ├── AccountNotFound        no account with that id or name
@@ -42,6 +44,10 @@ class QwenEditError(Exception):
 
 class ConfigError(QwenEditError):
     """The configuration cannot work; the message says what to change."""
+
+
+class StorageError(QwenEditError):
+    """The blob store failed a request (a missing blob is not a failure: it reads as ``None``)."""
 
 
 class DomainError(QwenEditError):

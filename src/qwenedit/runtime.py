@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.blobs.local import LocalBlobStore
+from qwenedit.blobs.factory import open_blob_store, result_links
 from qwenedit.config import Settings
 from qwenedit.media.guarded_client import GuardedClient
 from qwenedit.media.resolver import Resolver
@@ -56,6 +56,7 @@ class Runtime:
     async def close(self) -> None:
         await self.client.aclose()
         await self.db.close()
+        self.blobs.close()
 
 
 def default_public_url(settings: Settings, host: str, port: int) -> str:
@@ -72,19 +73,23 @@ async def open_runtime(
 ) -> Runtime:
     """Connect, migrate (SQLite) or check the schema (PostgreSQL), and wire the services."""
     secret = settings.load_secret_key()
+    blobs = open_blob_store(settings)
     url = settings.resolved_database_url
     db = Database.connect(url)
     try:
         await ensure_schema(db, url)
     except BaseException:
         await db.close()
+        blobs.close()
         raise
-    presenter = TaskPresenter(public_url=public_url, secret=secret, result_ttl=settings.result_ttl)
+    presenter = TaskPresenter(
+        links=result_links(settings, blobs, public_url=public_url, secret=secret),
+        result_ttl=settings.result_ttl,
+    )
     tasks = TaskRepo(db)
     stats = TaskStats(db)
     workers = WorkerRepo(db)
     outbox = OutboxRepo(db)
-    blobs = LocalBlobStore(settings.data_dir / "blobs")
     client = GuardedClient(settings, resolver=resolver)
     metrics = Metrics()
     engines = LocalEngines()

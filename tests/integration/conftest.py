@@ -34,6 +34,7 @@ from qwenedit.store.retention import RetentionRepo
 from qwenedit.store.tables import metadata
 from qwenedit.store.task_stats import TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
+from support.seaweed import seaweed  # noqa: F401 - the session's S3 server, for any test here
 
 PG_HOST = "postgresql://postgres@127.0.0.1:5432"
 T = TypeVar("T")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
 
 from qwenedit.api.deps import ResultsDep
 from qwenedit.api.openapi import errors
@@ -16,10 +17,15 @@ router = APIRouter(prefix="/v1", tags=["results"])
     responses={200: {"content": {"image/png": {}}}, **errors(403, 404)},
     summary="Download a result image",
 )
-async def get_result(key: str, expires: int, signature: str, results: ResultsDep) -> Response:
+async def get_result(
+    key: str, expires: int, signature: str, results: ResultsDep
+) -> StreamingResponse:
     image = await results.image(key, expires, signature)
-    return Response(
-        image.data,
+    return StreamingResponse(
+        image.chunks,
         media_type="image/png",
-        headers={"Cache-Control": f"private, max-age={image.seconds_left}"},
+        headers={
+            "Cache-Control": f"private, max-age={image.seconds_left}",
+            "Content-Length": str(image.size),
+        },
     )

@@ -5,27 +5,38 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
+import stat
 import tempfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+from qwenedit.blobs.base import CHUNK_BYTES, BlobStream, check_key, valid_key
+from qwenedit.errors import ConfigError
 
-
-def check_key(key: str) -> None:
-    segments = key.split("/")
-    if not key or any(not _SEGMENT.match(s) or s in (".", "..") for s in segments):
-        raise ValueError(f"invalid blob key: {key!r}")
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self._root = root
 
+    @property
+    def location(self) -> str:
+        return self._root.absolute().as_uri()
+
     def _path(self, key: str) -> Path:
         check_key(key)
         return self._root / key
+
+    async def check(self) -> None:
+        try:
+            await asyncio.to_thread(self._root.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"blob storage {self.location}: {exc.strerror or exc}") from exc
+        if not os.access(self._root, os.W_OK | os.X_OK):
+            raise ConfigError(f"blob storage {self.location}: the directory is not writable")
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, self._path(key), data)
@@ -43,17 +54,26 @@ class LocalBlobStore:
             raise
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            path = self._path(key)
-        except ValueError:
+        if not valid_key(key):
             return None
         try:
-            return await asyncio.to_thread(path.read_bytes)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return await asyncio.to_thread(self._path(key).read_bytes)
+        except _MISSING:
             return None
 
+    async def open(self, key: str) -> BlobStream | None:
+        if not valid_key(key):
+            return None
+        path = self._path(key)
+        try:
+            found = await asyncio.to_thread(path.stat)
+        except _MISSING:
+            return None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        return BlobStream(size=found.st_size, chunks=_read_chunks(path))
+
     async def delete_prefix(self, prefix: str) -> int:
-        """``prefix`` must end at a segment boundary (``"<task>/"``) or name one blob."""
         return await asyncio.to_thread(self._delete_prefix, prefix)
 
     def _delete_prefix(self, prefix: str) -> int:
@@ -66,3 +86,21 @@ class LocalBlobStore:
         count = sum(1 for child in target.rglob("*") if child.is_file())
         shutil.rmtree(target, ignore_errors=True)
         return count
+
+    def presigned_url(self, key: str, expires_in: timedelta) -> str:
+        raise ConfigError(
+            "a file:// blob store has no presigned URLs: use QWENEDIT_RESULT_LINKS=signed"
+        )
+
+    def close(self) -> None:
+        return None
+
+
+async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
+    """Opened on the first read, so a stream that is never read holds no file open."""
+    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+            yield chunk
+    finally:
+        file.close()

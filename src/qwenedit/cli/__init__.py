@@ -4,13 +4,14 @@ Admin commands and ``serve --no-worker`` never import torch: engines load lazily
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import typer
 
 from qwenedit import __version__
 from qwenedit.cli.admin import credits_app, db_app, keys_app, webhooks_app
-from qwenedit.cli.common import JsonOption, out
+from qwenedit.cli.common import JsonOption, out, settings_from
 from qwenedit.cli.serving import serve, worker
 
 app = typer.Typer(help="Self-hosted qwen-image-edit-plus server.", no_args_is_help=True)
@@ -24,15 +25,20 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @app.command()
 def doctor(as_json: JsonOption = False) -> None:
-    """Print the GPU, its free memory, library versions and the engine configuration that fits."""
-    from qwenedit.doctor import inspect_machine
+    """Print the GPU, its free memory, library versions, the engine configuration that fits,
+    and whether the blob store can be written, read and cleaned (exit 1 if not)."""
+    from qwenedit.doctor import inspect_machine, probe_storage
 
+    settings = settings_from()
     report = inspect_machine()
+    storage = asyncio.run(probe_storage(settings))
     if as_json:
-        print(json.dumps(report.as_dict()))
-        return
-    for label, value in report.lines():
-        out.print(f"[bold]{label}:[/] {value}", highlight=False)
+        print(json.dumps({**report.as_dict(), "storage": storage.as_dict()}))
+    else:
+        for label, value in [*report.lines(), storage.line()]:
+            out.print(f"[bold]{label}:[/] {value}", highlight=False)
+    if not storage.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from qwenedit import __version__
+from qwenedit.blobs.factory import check_blob_store
 from qwenedit.cli.common import err, fail, run, settings_from, with_accounts
 from qwenedit.config import Settings
 from qwenedit.errors import ConfigError
@@ -87,10 +88,13 @@ def _check_engine(settings: Settings) -> None:
 
 
 def _check_at_start(settings: Settings) -> None:
+    """Settings that cannot work, and a blob store that does not answer, stop the command
+    here with one line, before anything starts."""
     try:
         settings.check_at_start()
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+    run(lambda: check_blob_store(settings))
 
 
 def _embedded_engine_settings(settings: Settings) -> Settings:

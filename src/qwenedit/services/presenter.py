@@ -1,19 +1,18 @@
-"""Turns stored tasks into wire objects with signed, expiring result links."""
+"""Turns stored tasks into wire objects with expiring result links."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from qwenedit.blobs.signing import signed_path
+from qwenedit.blobs.links import ResultLinks
 from qwenedit.domain.task import TaskRecord, TaskStatus
 from qwenedit.domain.views import task_view
 from qwenedit.domain.wire import TaskObject
 
 
 class TaskPresenter:
-    def __init__(self, *, public_url: str, secret: bytes, result_ttl: float) -> None:
-        self._base = public_url.rstrip("/")
-        self._secret = secret
+    def __init__(self, *, links: ResultLinks, result_ttl: float) -> None:
+        self._links = links
         self._ttl = timedelta(seconds=result_ttl)
 
     def results_expire_at(self, task: TaskRecord) -> datetime | None:
@@ -26,8 +25,7 @@ class TaskPresenter:
         expires_at = self.results_expire_at(task)
         if expires_at is None or expires_at <= now:
             return []
-        expires = int(expires_at.timestamp())
-        return [self._base + signed_path(key, expires, self._secret) for key in task.result_keys]
+        return [self._links.url(key, expires_at, now) for key in task.result_keys]
 
     def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> TaskObject:
         return task_view(

@@ -1,8 +1,9 @@
-"""Result images behind signed, expiring links."""
+"""Result images behind signed, expiring links, streamed from the blob store."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from qwenedit.blobs.base import BlobStore
@@ -12,7 +13,8 @@ from qwenedit.errors import NotFound, PermissionDenied
 
 @dataclass(frozen=True)
 class ResultImage:
-    data: bytes
+    size: int
+    chunks: AsyncIterator[bytes]
     seconds_left: int
     """Until the link expires: how long a client may cache it."""
 
@@ -26,7 +28,9 @@ class ResultService:
         now = int(time.time())
         if not verify(key, expires, signature, self._secret, now):
             raise PermissionDenied("The link is invalid or has expired")
-        data = await self._blobs.get(key)
-        if data is None:
+        stream = await self._blobs.open(key)
+        if stream is None:
             raise NotFound("The result no longer exists")
-        return ResultImage(data=data, seconds_left=max(0, expires - now))
+        return ResultImage(
+            size=stream.size, chunks=stream.chunks, seconds_left=max(0, expires - now)
+        )
