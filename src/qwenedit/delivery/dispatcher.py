@@ -15,8 +15,9 @@ from typing import Protocol
 from qwenedit import __version__
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import signature_header, webhook_id
-from qwenedit.errors import OutboundRefused
+from qwenedit.errors import DependencyUnavailable, OutboundRefused
 from qwenedit.metrics import Metrics
+from qwenedit.resilience import Retry
 from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,17 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, claims: Retry) -> None:
+        """Claim and send until ``stop`` is set; ``claims`` waits out database outages."""
         try:
             while not stop.is_set():
                 await self._slots.acquire()
-                delivery = await self._outbox.claim(CALLBACK_TIMEOUT + LEASE_MARGIN)
+                try:
+                    delivery = await claims.run(
+                        lambda: self._outbox.claim(CALLBACK_TIMEOUT + LEASE_MARGIN), stop=stop
+                    )
+                except DependencyUnavailable:
+                    break
                 if delivery is None:
                     self._slots.release()
                     with contextlib.suppress(TimeoutError):
