@@ -160,6 +160,18 @@ def test_an_unreachable_database_at_start_is_one_line_and_status_2(
     assert "Traceback" not in done.stderr
 
 
+def test_unusable_storage_at_start_is_one_line_and_status_2(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "blobs").write_text("a file where the blob directory should be")
+    env = with_test_engine(environment(data, QWENEDIT_START_TIMEOUT="1"))
+    done = run(["serve", "--port", str(free_port())], env)
+    assert done.returncode == 2, done.stderr
+    [message] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert message.startswith("error: the storage stayed unreachable for 1 s: ")
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.postgres
 def test_an_unmigrated_database_at_start_is_one_line_and_status_2(
     tmp_path: Path, pg_database: str

@@ -331,6 +331,33 @@ async def test_a_commit_that_landed_unseen_in_an_outage_is_kept(
     assert f"task {task['id']} completed: 1 image(s)" in caplog.text
 
 
+async def test_a_stopping_worker_hands_its_task_back_through_an_outage(
+    pg_url: str,
+    proxy: TcpProxy,
+    other_node: Database,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shutdown during an outage: past the grace period (2 s) the worker gives its task back,
+    and that write waits for the database instead of failing; the attempt is not counted."""
+    caplog.set_level(logging.INFO)
+    engine = SteppingEngine(steps=4, hold_at=2)
+    settings = make_settings(through(pg_url, proxy), tmp_path)
+    async with running_app(settings, engine) as app:
+        key = await app.new_key("acme", credits=10)
+        account = await app.runtime.accounts.get_by_name("acme")
+        assert account is not None
+        task = (await app.create(key, edit())).json()
+        assert await asyncio.to_thread(engine.holding.wait, 30)
+        proxy.cut()
+        await asyncio.to_thread(terminate_backends, database_of(pg_url))
+        restore = asyncio.get_running_loop().call_later(4, proxy.restore)
+    restore.cancel()
+    released = await TaskRepo(other_node).get(task["id"], account.id, retention_seconds=3600)
+    assert (released.status, released.attempt, released.worker_id) == ("pending", 0, None)
+    assert f"task {task['id']} released by its stopping worker: True" in caplog.messages
+
+
 async def test_readiness_answers_quickly_while_the_database_hangs(
     pg_url: str, proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
