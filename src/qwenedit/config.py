@@ -46,6 +46,9 @@ class NodeSettings(Group):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     metrics_token: SecretStr | None = None
+    start_timeout: float = Field(30.0, ge=0)
+    """How long ``serve`` and ``worker`` wait for the database and the blob store at start
+    before giving up; afterwards outages are waited out for as long as they last."""
 
 
 class ModelSettings(Group):

@@ -27,6 +27,8 @@
     ├── TaskFailure            ends a task as ``failed`` with an ``ErrorCode`` (DESIGN §4.2)
     │   └── TaskCancelled          request_cancelled: raised from the step callback
     ├── WorkerStopping         control signal, not a failure: the worker hands the task back
+    ├── DependencyUnavailable  the database or blob store stayed away longer than the caller
+    │                          could wait (a start-up deadline, a stop)
     ├── OutboundRefused        the guarded client refused a URL (scheme, address, size)
     └── InputRejected          a URL refused by its text alone (internal literal host, bad data URI)
 
@@ -188,6 +190,11 @@ class TaskCancelled(TaskFailure):
 class WorkerStopping(QwenEditError):
     """Raised from the step callback when a stopping worker gives its task back to the queue:
     the task is released, not failed."""
+
+
+class DependencyUnavailable(QwenEditError):
+    """A dependency stayed unreachable past the caller's patience, or the caller was asked to
+    stop while waiting for it (``qwenedit.resilience``); the message is one line."""
 
 
 class OutboundRefused(QwenEditError):

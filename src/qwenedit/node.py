@@ -1,8 +1,11 @@
 """The composition root: one process of qwenedit, as ``serve``, ``worker`` and the tests run it.
 
-It opens the runtime, then starts and supervises the background loops the process was asked
-for (worker loops, reaper, callback dispatcher). If a loop dies, the process stops rather than
-limping on (procrastinate's rule): the failure is logged and ``on_fatal`` is called."""
+It opens the runtime (waiting a bounded time for the database and the blob store), then starts
+and supervises the background loops the process was asked for (worker loops, reaper, callback
+dispatcher). The loops wait out outages of the database and the blob store themselves
+(``qwenedit.resilience``); a loop that dies anyway met what waiting cannot fix (a bug, an engine
+that does not load), and the process stops rather than limping on (procrastinate's rule): the
+failure is logged and ``on_fatal`` is called."""
 
 from __future__ import annotations
 
@@ -14,11 +17,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from qwenedit.blobs.base import BlobStore
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
 from qwenedit.engines.extender_choice import load_prompt_extender
+from qwenedit.errors import ConfigError
 from qwenedit.media.resolver import Resolver
+from qwenedit.resilience import Outages, Retry, describe, is_database_error, is_transient
 from qwenedit.runtime import Runtime, open_runtime
 from qwenedit.store.database import OUTBOX_CHANNEL
 from qwenedit.worker.reaper import run_reaper
@@ -27,6 +33,9 @@ from qwenedit.worker.runner import Worker
 log = logging.getLogger(__name__)
 
 EngineLoader = Callable[[Settings], Engine]
+SHUTDOWN_MARGIN_SECONDS = 15.0
+"""How long past the grace period shutdown waits for the loops before cancelling them."""
+STORAGE_PROBE_KEY = "qwenedit-start-probe"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Supervisor:
         self._rt = runtime
         self._on_fatal = on_fatal
         self.stop = asyncio.Event()
+        self.outages = Outages()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -63,7 +73,7 @@ class Supervisor:
         self._on_fatal()
 
     def start_housekeeping(self) -> None:
-        self._spawn(run_reaper(self._rt, self.stop), "reaper")
+        self._spawn(run_reaper(self._rt, self.stop, Retry("reaper", self.outages)), "reaper")
         self._spawn(self._dispatch(), "callback-dispatcher")
 
     async def _dispatch(self) -> None:
@@ -77,7 +87,7 @@ class Supervisor:
             wakeups=wakeups,
         )
         try:
-            await dispatcher.run(self.stop)
+            await dispatcher.run(self.stop, Retry("callback dispatcher", self.outages))
         finally:
             wakeups.close()
 
@@ -94,7 +104,7 @@ class Supervisor:
         log.info("worker %s: prompt extension %s", worker_id, extender.name if extender else "off")
         self._rt.engines.loaded += 1
         try:
-            await Worker(self._rt, engine, worker_id, extender).run(self.stop)
+            await Worker(self._rt, engine, worker_id, extender, outages=self.outages).run(self.stop)
         finally:
             self._rt.engines.loaded -= 1
             if extender is not None:
@@ -105,7 +115,8 @@ class Supervisor:
         """Ask every loop to stop; workers finish or release their task within the grace."""
         self.stop.set()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self._rt.settings.shutdown_grace + 15)
+            grace = self._rt.settings.shutdown_grace
+            await asyncio.wait(self._tasks, timeout=grace + SHUTDOWN_MARGIN_SECONDS)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -122,7 +133,7 @@ async def run_node(
     settings: Settings, options: NodeOptions, *, on_fatal: Callable[[], None]
 ) -> AsyncIterator[Node]:
     """Open the runtime and run the loops ``options`` ask for until the block ends."""
-    runtime = await open_runtime(settings, public_url=options.public_url, resolver=options.resolver)
+    runtime = await start_runtime(settings, options.public_url, options.resolver)
     supervisor = Supervisor(runtime, on_fatal)
     if options.housekeeping:
         supervisor.start_housekeeping()
@@ -133,6 +144,50 @@ async def run_node(
     finally:
         await supervisor.shutdown()
         await runtime.close()
+
+
+async def start_runtime(
+    settings: Settings, public_url: str, resolver: Resolver | None = None
+) -> Runtime:
+    """``open_runtime``, then a write to the blob store, both retried through an outage for up
+    to ``start_timeout`` seconds. ``ConfigError`` (bad settings, schema not migrated, storage
+    refusing) or ``DependencyUnavailable`` (still unreachable) says what is wrong in one line."""
+    retry = Retry("start-up", Outages())
+    patience = settings.start_timeout
+    try:
+        runtime = await retry.run(
+            lambda: open_runtime(settings, public_url=public_url, resolver=resolver),
+            patience=patience,
+        )
+    except Exception as exc:
+        if is_database_error(exc):
+            raise ConfigError(f"cannot use the database: {describe(exc)}") from exc
+        raise
+    try:
+        await retry.run(lambda: _probe_storage(runtime.blobs), patience=patience)
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+async def check_start(settings: Settings) -> None:
+    """What ``serve`` checks before it binds its port: what ``start_runtime`` checks."""
+    runtime = await start_runtime(settings, public_url="http://127.0.0.1")
+    await runtime.close()
+
+
+async def _probe_storage(blobs: BlobStore) -> None:
+    """The store's own check (a missing bucket, refused credentials: ``ConfigError`` naming
+    them), then a write and a delete."""
+    await blobs.check()
+    try:
+        await blobs.put(STORAGE_PROBE_KEY, b"ok")
+        await blobs.delete_prefix(STORAGE_PROBE_KEY)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise ConfigError(f"the blob store is not usable: {describe(exc)}") from exc
 
 
 def node_runtime(

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.blobs.factory import check_blob_store, open_blob_store
+from qwenedit.blobs.factory import open_blob_store
 from qwenedit.config import Settings
 from qwenedit.doctor import probe_storage
 from qwenedit.errors import ConfigError
@@ -48,10 +48,19 @@ def edit(image: str) -> dict[str, object]:
     return {"model": "qwen-image-edit-plus", "prompt": "make it blue", "image_urls": [image]}
 
 
+async def check_store(settings: Settings) -> None:
+    """The start-up check of the store ``settings`` name."""
+    blobs = open_blob_store(settings)
+    try:
+        await blobs.check()
+    finally:
+        blobs.close()
+
+
 async def test_a_missing_bucket_fails_the_start_check(seaweed: SeaweedS3, tmp_path: Path) -> None:
     settings = s3_settings(seaweed, tmp_path, storage_url="s3://qwenedit-missing/x")
     with pytest.raises(ConfigError) as failure:
-        await check_blob_store(settings)
+        await check_store(settings)
     message = str(failure.value)
     assert "s3://qwenedit-missing/x" in message
     assert seaweed.endpoint in message
@@ -66,7 +75,7 @@ async def test_wrong_credentials_fail_the_start_check(seaweed: SeaweedS3, tmp_pa
     ):
         settings = s3_settings(seaweed, tmp_path, **wrong)
         with pytest.raises(ConfigError, match="the credentials were refused") as failure:
-            await check_blob_store(settings)
+            await check_store(settings)
         assert f"s3://{seaweed.bucket}/" in str(failure.value)
         assert "not-the-secret" not in str(failure.value)
 
@@ -78,7 +87,7 @@ async def test_an_unreachable_endpoint_fails_the_start_check(
     endpoint = f"http://127.0.0.1:{closed}"
     settings = s3_settings(seaweed, tmp_path, aws_endpoint_url=endpoint, storage_timeout=2.0)
     with pytest.raises(ConfigError, match=f"at {endpoint}: cannot connect"):
-        await check_blob_store(settings)
+        await check_store(settings)
 
 
 def test_s3_without_credentials_is_a_config_error(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from standardwebhooks.webhooks import Webhook
 
 from qwenedit.config import Settings
 from qwenedit.delivery.dispatcher import Dispatcher
+from qwenedit.resilience import Outages, Retry
 from support.app import RunningApp, make_settings, running_app
 from support.clock import ManualClock
 from support.engine import SteppingEngine
@@ -134,7 +135,7 @@ async def dispatching(app: RunningApp, clock: ManualClock) -> AsyncIterator[None
         poll_seconds=0.02,
         clock=clock,
     )
-    running = asyncio.create_task(dispatcher.run(stop))
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
     try:
         yield
     finally:

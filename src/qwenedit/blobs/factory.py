@@ -34,16 +34,6 @@ def open_blob_store(settings: Settings) -> BlobStore:
     )
 
 
-async def check_blob_store(settings: Settings) -> None:
-    """What ``serve`` and ``worker`` run before they start: ``ConfigError`` naming the bucket
-    and endpoint (or the directory) unless the store answers."""
-    blobs = open_blob_store(settings)
-    try:
-        await blobs.check()
-    finally:
-        blobs.close()
-
-
 def result_links(
     settings: StorageSettings, blobs: BlobStore, *, public_url: str, secret: bytes
 ) -> ResultLinks:

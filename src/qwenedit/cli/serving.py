@@ -1,5 +1,10 @@
 """``serve`` and ``worker``: the long-running commands. They share one definition of the engine
-options; ``serve --no-worker`` never imports torch (engines load lazily)."""
+options; ``serve --no-worker`` never imports torch (engines load lazily).
+
+Exit status: 0 after SIGTERM or SIGINT (tasks in hand finished or handed back within the grace
+period); 1 when a background loop died of a bug; 2 when the process cannot start (settings,
+engine, schema not migrated, blob store refusing, database still unreachable after
+``QWENEDIT_START_TIMEOUT``), with a one-line message. Outages after the start are waited out."""
 
 from __future__ import annotations
 
@@ -10,17 +15,18 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from qwenedit import __version__
-from qwenedit.blobs.factory import check_blob_store
-from qwenedit.cli.common import err, fail, run, settings_from, with_accounts
+from qwenedit.cli.common import err, fail, run, settings_from
 from qwenedit.config import Settings
 from qwenedit.errors import ConfigError
 from qwenedit.logs import configure_logging
-from qwenedit.store.accounts import AccountRepo
+
+if TYPE_CHECKING:
+    import uvicorn
 
 ENGINE_OPTIONS: dict[str, Any] = {
     "engine": Annotated[
@@ -88,13 +94,12 @@ def _check_engine(settings: Settings) -> None:
 
 
 def _check_at_start(settings: Settings) -> None:
-    """Settings that cannot work, and a blob store that does not answer, stop the command
-    here with one line, before anything starts."""
+    """Settings that cannot work stop the command here with one line, before anything starts
+    (the database and the blob store are checked when the node opens them)."""
     try:
         settings.check_at_start()
     except ConfigError as exc:
         raise fail(str(exc)) from exc
-    run(lambda: check_blob_store(settings))
 
 
 def _embedded_engine_settings(settings: Settings) -> Settings:
@@ -104,12 +109,22 @@ def _embedded_engine_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"torch_threads": max(1, (os.cpu_count() or 2) - 1)})
 
 
-async def _migrate(_: AccountRepo) -> None:
-    """Nothing to do with the accounts: opening them migrates an embedded SQLite."""
+LOOP_FAILED = "a background loop failed (see the log above); stopped"
+FATAL_EXIT = 1
 
 
-def _terminate_self() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)
+class _StopOnFatal:
+    """``serve``'s answer to a background loop that died: uvicorn shuts down as gracefully as
+    for SIGTERM, and afterwards the exit status says that it failed."""
+
+    def __init__(self) -> None:
+        self.server: uvicorn.Server | None = None
+        self.happened = False
+
+    def __call__(self) -> None:
+        self.happened = True
+        if self.server is not None:
+            self.server.should_exit = True
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -131,7 +146,7 @@ def serve(
 
     from qwenedit.api.app import create_app
     from qwenedit.engines.registry import load_engine
-    from qwenedit.node import NodeOptions, node_runtime
+    from qwenedit.node import NodeOptions, check_start, node_runtime
     from qwenedit.runtime import default_public_url
 
     settings = _embedded_engine_settings(settings)
@@ -139,20 +154,19 @@ def serve(
     _check_at_start(settings)
     if not no_worker:
         _check_engine(settings)
-    run(lambda: with_accounts(settings, _migrate))
+    run(lambda: check_start(settings))
     public_url = default_public_url(settings, host, port)
     options = NodeOptions(
         public_url=public_url,
         workers=0 if no_worker else workers,
         load_engine=None if no_worker else load_engine,
     )
+    on_fatal = _StopOnFatal()
     app = create_app(
-        node_runtime(settings, options, on_fatal=_terminate_self),
+        node_runtime(settings, options, on_fatal=on_fatal),
         max_body_bytes=settings.max_body_bytes,
     )
-    err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -160,6 +174,12 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
+    on_fatal.server = uvicorn.Server(config)
+    err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    on_fatal.server.run()
+    if on_fatal.happened:
+        raise fail(LOOP_FAILED, code=FATAL_EXIT)
 
 
 @with_engine_options
@@ -182,12 +202,21 @@ def worker(settings: Settings, workers: WorkersOption = 1) -> None:
         load_engine=load_engine,
     )
 
-    async def main() -> None:
+    async def main() -> bool:
+        """Run until a signal or a loop's death; whether a loop died."""
         stop = asyncio.Event()
+        died = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with run_node(settings, options, on_fatal=stop.set):
-            await stop.wait()
 
-    run(main)
+        def on_fatal() -> None:
+            died.set()
+            stop.set()
+
+        async with run_node(settings, options, on_fatal=on_fatal):
+            await stop.wait()
+        return died.is_set()
+
+    if run(main):
+        raise fail(LOOP_FAILED, code=FATAL_EXIT)

@@ -19,8 +19,9 @@ from typing import Protocol
 from qwenedit import __version__
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import signature_header, webhook_id
-from qwenedit.errors import OutboundRefused
+from qwenedit.errors import DependencyUnavailable, OutboundRefused
 from qwenedit.metrics import Metrics
+from qwenedit.resilience import Retry, is_transient
 from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,20 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, claims: Retry) -> None:
+        """Claim and send until ``stop`` is set; ``claims`` waits out database outages."""
         try:
             while not stop.is_set():
                 await self._slots.acquire()
-                delivery = await self._outbox.claim(
-                    CALLBACK_TIMEOUT + LEASE_MARGIN, now=self._clock()
-                )
+                try:
+                    delivery = await claims.run(
+                        lambda: self._outbox.claim(
+                            CALLBACK_TIMEOUT + LEASE_MARGIN, now=self._clock()
+                        ),
+                        stop=stop,
+                    )
+                except DependencyUnavailable:
+                    break
                 if delivery is None:
                     self._slots.release()
                     await self._idle(stop)
@@ -114,7 +122,12 @@ class Dispatcher:
     async def _idle(self, stop: asyncio.Event) -> None:
         """Wait for a new callback (a notification at the commit that queued it), the next
         retry that falls due, or the slow fallback poll, whichever comes first."""
-        due_in = await self._outbox.seconds_until_due(now=self._clock())
+        try:
+            due_in = await self._outbox.seconds_until_due(now=self._clock())
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            due_in = None  # the claim that follows meets the outage and waits it out
         timeout = self._poll_seconds if due_in is None else min(due_in, self._poll_seconds)
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
         if self._wakeups is not None:

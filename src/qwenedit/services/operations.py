@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 
 from qwenedit.errors import AuthenticationFailed, PermissionDenied
 from qwenedit.metrics import Labels, Metrics
+from qwenedit.resilience import describe, is_transient
 from qwenedit.store.database import Database
 from qwenedit.store.task_stats import TaskStats
 from qwenedit.store.workers import WorkerRepo
@@ -17,6 +19,8 @@ from qwenedit.store.workers import WorkerRepo
 log = logging.getLogger(__name__)
 
 LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "localhost"})
+READINESS_TIMEOUT = 2.0
+"""Seconds the database gets to answer a readiness probe: a hung database is not ready."""
 
 
 class LocalEngines:
@@ -57,15 +61,18 @@ class OperationsService:
         self._token = metrics_token
 
     async def readiness(self) -> Readiness:
-        """The database answers, and this process has an engine or a worker beat recently."""
+        """The database answers within ``READINESS_TIMEOUT``, and this process has an engine or
+        a worker beat recently. An outage is not logged here: the background loops log it."""
+        engine_loaded = self._engines.loaded > 0
         try:
-            await self._db.ping()
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await self._db.ping()
+                alive = engine_loaded or await self._workers.alive_count(self._alive_seconds) > 0
         except Exception as exc:
-            log.warning("readiness: the database does not answer: %s", type(exc).__name__)
-            return Readiness(database=False, workers=self._engines.loaded > 0)
-        alive = self._engines.loaded > 0
-        if not alive:
-            alive = await self._workers.alive_count(self._alive_seconds) > 0
+            if not is_transient(exc):
+                raise
+            log.debug("readiness: the database does not answer: %s", describe(exc))
+            return Readiness(database=False, workers=engine_loaded)
         return Readiness(database=True, workers=alive)
 
     def check_metrics_access(self, client_host: str | None, authorization: str) -> None:

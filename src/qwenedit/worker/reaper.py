@@ -9,7 +9,9 @@ import logging
 from datetime import UTC, datetime
 
 from qwenedit.domain.task import ErrorCode
+from qwenedit.errors import DependencyUnavailable
 from qwenedit.logs import task_fields
+from qwenedit.resilience import Retry
 from qwenedit.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,13 @@ async def reap_once(runtime: Runtime) -> None:
         log.info("%d task(s) past retention were deleted with their files", purged)
 
 
-async def run_reaper(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_reaper(runtime: Runtime, stop: asyncio.Event, passes: Retry) -> None:
+    """A pass every ``reaper_seconds``; one that meets an outage is retried whole (every step
+    of it can run twice)."""
     while not stop.is_set():
-        await reap_once(runtime)
+        try:
+            await passes.run(lambda: reap_once(runtime), stop=stop)
+        except DependencyUnavailable:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=runtime.settings.reaper_seconds)

@@ -14,9 +14,10 @@ from PIL import Image
 from qwenedit.config import LimitSettings, PromptExtendSettings, QueueSettings
 from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
-from qwenedit.domain.task import ErrorCode, TaskRecord
+from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
 from qwenedit.engines.base import EditJob, EditOutput, Engine
 from qwenedit.errors import (
+    DependencyUnavailable,
     InputRejected,
     OutboundRefused,
     TaskCancelled,
@@ -27,6 +28,7 @@ from qwenedit.extend.base import PromptExtender
 from qwenedit.logs import task_fields
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
+from qwenedit.resilience import Outages, Retry, describe, is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.store.database import TASKS_CHANNEL
 from qwenedit.worker.run_state import TaskRun
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 WATCH_TICK_SECONDS = 0.5
 """How often the loop side of a running task writes progress and checks for cancellation."""
+RELEASE_PATIENCE_SECONDS = 10.0
+"""How long a stopping worker keeps trying to hand its task back through an outage; it fits in
+the margin the supervisor gives after the grace period."""
+DEREGISTER_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,17 @@ class StoredResult:
     actual_prompt: str | None
 
 
+@dataclass
+class _Lease:
+    """What the watch of a running task last stored: its progress and its lease heartbeat."""
+
+    written: int
+    beat_at: float
+
+    def due(self, progress: int, now: float, heartbeat_seconds: float) -> bool:
+        return progress > self.written or now - self.beat_at >= heartbeat_seconds
+
+
 class Worker:
     def __init__(
         self,
@@ -51,8 +68,11 @@ class Worker:
         engine: Engine,
         worker_id: str,
         extender: PromptExtender | None = None,
+        *,
+        outages: Outages,
     ) -> None:
         self._extender = extender
+        self._outages = outages
         self._rt = runtime
         self._queue: QueueSettings = runtime.settings
         self._limits: LimitSettings = runtime.settings
@@ -60,16 +80,31 @@ class Worker:
         self._engine = engine
         self.worker_id = worker_id
 
+    def _retry(self, what: str) -> Retry:
+        return Retry(f"{self.worker_id} {what}", self._outages)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run tasks until ``stop`` is set; a task in hand is finished (or released
-        after the grace period) before returning."""
-        await self._rt.workers.register(self.worker_id, self._engine.name)
+        after the grace period) before returning. Database outages are waited out."""
+        try:
+            await self._retry("register").run(
+                lambda: self._rt.workers.register(self.worker_id, self._engine.name), stop=stop
+            )
+        except DependencyUnavailable:
+            return
         beat = asyncio.create_task(self._beat(stop), name=f"{self.worker_id}-beat")
         new_tasks = await self._rt.db.subscribe(TASKS_CHANNEL)
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
+        claims = self._retry("claim")
         try:
             while not stop.is_set():
-                task = await self._rt.queue.claim(self.worker_id, self._queue.lease_seconds)
+                try:
+                    task = await claims.run(
+                        lambda: self._rt.queue.claim(self.worker_id, self._queue.lease_seconds),
+                        stop=stop,
+                    )
+                except DependencyUnavailable:
+                    break
                 if task is None:
                     await _wait_any(stop, new_tasks.wait(self._queue.poll_seconds))
                     continue
@@ -79,12 +114,26 @@ class Worker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-            await self._rt.workers.remove(self.worker_id)
+            await self._deregister()
             log.info("worker %s stopped", self.worker_id)
 
+    async def _deregister(self) -> None:
+        """One bounded try: a row left behind stops counting as alive once its beats age."""
+        try:
+            async with asyncio.timeout(DEREGISTER_TIMEOUT_SECONDS):
+                await self._rt.workers.remove(self.worker_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("worker %s could not deregister: %s", self.worker_id, describe(exc))
+
     async def _beat(self, stop: asyncio.Event) -> None:
+        beats = self._retry("heartbeat")
         while not stop.is_set():
-            await self._rt.workers.beat(self.worker_id)
+            try:
+                await beats.run(lambda: self._rt.workers.beat(self.worker_id), stop=stop)
+            except DependencyUnavailable:
+                return
             await _wait_any(stop, asyncio.sleep(self._queue.heartbeat_seconds))
 
     async def process(self, task: TaskRecord, stop: asyncio.Event) -> None:
@@ -101,13 +150,7 @@ class Worker:
             run.check()
             await self._complete(task, result, run)
         except WorkerStopping:
-            released = await self._rt.queue.release(task.id, self.worker_id, task.attempt)
-            log.info(
-                "task %s released by its stopping worker: %s",
-                task.id,
-                released,
-                extra=task_fields(task, status="pending"),
-            )
+            await self._release(task)
         except TaskFailure as failure:
             await self._fail(task, run, failure)
         except Exception:
@@ -198,15 +241,46 @@ class Worker:
             keys.append(key)
         return tuple(keys)
 
-    async def _complete(self, task: TaskRecord, result: StoredResult, run: TaskRun) -> None:
-        final = await self._rt.tasks.complete(
+    async def _release(self, task: TaskRecord) -> None:
+        """Hand the task back without counting the attempt. If the database stays away, the
+        lease runs out instead and the reaper requeues the task (the attempt counted)."""
+        try:
+            released = await self._retry("release").run(
+                lambda: self._rt.queue.release(task.id, self.worker_id, task.attempt),
+                patience=RELEASE_PATIENCE_SECONDS,
+            )
+        except DependencyUnavailable as exc:
+            log.warning(
+                "task %s: could not hand it back (%s); the reaper requeues it when its lease "
+                "expires",
+                task.id,
+                exc,
+                extra=task_fields(task),
+            )
+            return
+        log.info(
+            "task %s released by its stopping worker: %s",
             task.id,
-            self.worker_id,
-            task.attempt,
-            result_keys=result.keys,
-            actual_prompt=result.actual_prompt,
-            engine_seconds=result.engine_seconds,
+            released,
+            extra=task_fields(task, status="pending"),
         )
+
+    async def _complete(self, task: TaskRecord, result: StoredResult, run: TaskRun) -> None:
+        """Commit under the fence, retrying through an outage: committed while this attempt
+        still holds the task (even past its lease, if nobody took it), discarded otherwise."""
+        commit = self._retry("finalize")
+        final = await commit.run(
+            lambda: self._rt.tasks.complete(
+                task.id,
+                self.worker_id,
+                task.attempt,
+                result_keys=result.keys,
+                actual_prompt=result.actual_prompt,
+                engine_seconds=result.engine_seconds,
+            )
+        )
+        if final is None:
+            final = await commit.run(lambda: self._completed_by_this_attempt(task))
         if final is None:
             log.warning(
                 "task %s: attempt %d lost its lease; result discarded",
@@ -227,6 +301,15 @@ class Worker:
             extra=task_fields(final, status="completed"),
         )
 
+    async def _completed_by_this_attempt(self, task: TaskRecord) -> TaskRecord | None:
+        """The task, if this very attempt completed it: a commit whose answer was lost to an
+        outage took effect, and its retry was then fenced out by the commit itself."""
+        stored = await self._rt.tasks.get(
+            task.id, task.account_id, retention_seconds=self._rt.settings.task_retention
+        )
+        mine = stored.worker_id == self.worker_id and stored.attempt == task.attempt
+        return stored if mine and stored.status is TaskStatus.COMPLETED else None
+
     async def _fail(self, task: TaskRecord, run: TaskRun, failure: TaskFailure) -> None:
         if run.fenced_out:
             log.info(
@@ -237,8 +320,10 @@ class Worker:
                 extra=task_fields(task, code=failure.code),
             )
             return
-        final = await self._rt.tasks.fail(
-            task.id, self.worker_id, task.attempt, failure.code, failure.message
+        final = await self._retry("finalize").run(
+            lambda: self._rt.tasks.fail(
+                task.id, self.worker_id, task.attempt, failure.code, failure.message
+            )
         )
         if final is None:
             log.info(
@@ -259,47 +344,70 @@ class Worker:
     async def _watch(self, task: TaskRecord, run: TaskRun, stop: asyncio.Event) -> None:
         """Writes progress, keeps the lease alive, and turns a lost lease, a cancellation, the
         task timeout or a shutdown past its grace into an abort the engine sees at its next step.
+        A write that fails in an outage is retried later; the engine runs on meanwhile.
         """
         settings = self._queue
-        written = task.progress
-        last_beat = time.monotonic()
+        lease = _Lease(written=task.progress, beat_at=time.monotonic())
+        writes = self._retry("lease")
+        retry_at = 0.0
         stop_seen: float | None = None
-        while True:
-            await asyncio.sleep(WATCH_TICK_SECONDS)
-            now = time.monotonic()
-            current = run.progress
-            alive = True
-            if current > written:
-                alive = await self._rt.queue.report_progress(
-                    task.id, self.worker_id, task.attempt, current
-                )
-                written = current
-            if alive and now - last_beat >= settings.heartbeat_seconds:
-                alive = await self._rt.queue.heartbeat(
-                    task.id, self.worker_id, task.attempt, settings.lease_seconds
-                )
-                last_beat = now
-            if not alive:
-                run.fenced_out = True
-                run.abort(TaskCancelled("The task was cancelled or reassigned"))
-                log.info(
-                    "task %s: attempt %d no longer holds the task",
-                    task.id,
-                    task.attempt,
-                    extra=task_fields(task),
-                )
-                return
-            if now - run.started > settings.task_timeout:
-                run.abort(
-                    TaskFailure(
-                        ErrorCode.GENERATION_TIMEOUT,
-                        f"The task did not finish within {settings.task_timeout:g} s",
+        try:
+            while True:
+                await asyncio.sleep(WATCH_TICK_SECONDS)
+                now = time.monotonic()
+                current = run.progress
+                if now >= retry_at and lease.due(current, now, settings.heartbeat_seconds):
+                    try:
+                        alive = await self._write_lease(task, lease, current, now)
+                    except Exception as exc:
+                        retry_at = now + writes.failed(exc)
+                    else:
+                        writes.succeeded()
+                        if not alive:
+                            _fence_out(task, run)
+                            return
+                if now - run.started > settings.task_timeout:
+                    run.abort(
+                        TaskFailure(
+                            ErrorCode.GENERATION_TIMEOUT,
+                            f"The task did not finish within {settings.task_timeout:g} s",
+                        )
                     )
-                )
-            if stop.is_set():
-                stop_seen = stop_seen or now
-                if now - stop_seen > settings.shutdown_grace:
-                    run.abort(WorkerStopping())
+                if stop.is_set():
+                    stop_seen = stop_seen or now
+                    if now - stop_seen > settings.shutdown_grace:
+                        run.abort(WorkerStopping())
+        finally:
+            writes.abandon()
+
+    async def _write_lease(
+        self, task: TaskRecord, lease: _Lease, progress: int, now: float
+    ) -> bool:
+        """Store risen progress and beat the lease when due; ``False`` when this attempt no
+        longer holds the task."""
+        alive = True
+        if progress > lease.written:
+            alive = await self._rt.queue.report_progress(
+                task.id, self.worker_id, task.attempt, progress
+            )
+            lease.written = progress
+        if alive and now - lease.beat_at >= self._queue.heartbeat_seconds:
+            alive = await self._rt.queue.heartbeat(
+                task.id, self.worker_id, task.attempt, self._queue.lease_seconds
+            )
+            lease.beat_at = now
+        return alive
+
+
+def _fence_out(task: TaskRecord, run: TaskRun) -> None:
+    run.fenced_out = True
+    run.abort(TaskCancelled("The task was cancelled or reassigned"))
+    log.info(
+        "task %s: attempt %d no longer holds the task",
+        task.id,
+        task.attempt,
+        extra=task_fields(task),
+    )
 
 
 async def _wait_any(stop: asyncio.Event, other: Awaitable[object]) -> None:
