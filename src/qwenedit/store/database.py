@@ -36,7 +36,6 @@ TASKS_CHANNEL = "qwenedit_tasks"
 OUTBOX_CHANNEL = "qwenedit_outbox"
 """A callback is due: a task ended or a redelivery was asked for."""
 CHANNELS = (TASKS_CHANNEL, OUTBOX_CHANNEL)
-_PENDING_NOTIFICATIONS = "qwenedit_notify"
 AnyRow = Row[*tuple[Any, ...]]
 LISTEN_CONNECT_TIMEOUT = 5.0
 _BEGIN = "qwenedit_begin"
@@ -90,6 +89,8 @@ class Database:
         self._listen_dsn = listen_dsn
         self._listener: Any = None
         self._listen_lock = asyncio.Lock()
+        self._pending: dict[int, set[str]] = {}
+        """Channels to wake when the open transaction on a connection (by ``id``) commits."""
         self._subscriptions: dict[str, set[Subscription]] = {channel: set() for channel in CHANNELS}
 
     @classmethod
@@ -116,12 +117,12 @@ class Database:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})
             pending: set[str] = set()
-            connection.info[_PENDING_NOTIFICATIONS] = pending
+            self._pending[id(connection)] = pending
             try:
                 async with connection.begin():
                     yield connection
             finally:
-                connection.info.pop(_PENDING_NOTIFICATIONS, None)
+                del self._pending[id(connection)]
             for channel in pending:
                 self._wake(channel)
 
@@ -151,7 +152,7 @@ class Database:
         if self.dialect == "postgresql":
             await connection.execute(select(func.pg_notify(channel, "")))
         else:
-            connection.info[_PENDING_NOTIFICATIONS].add(channel)
+            self._pending[id(connection)].add(channel)
 
     async def subscribe(self, channel: str) -> Subscription:
         subscription = Subscription(self, channel)
