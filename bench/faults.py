@@ -402,10 +402,7 @@ def main() -> int:
             ("PostgreSQL cuts (every backend terminated)", tally.cuts),
             ("S3 server SIGSTOPped for 5 s", tally.storage_stops),
             ("callbacks received (deliveries)", len(receiver.deliveries)),
-            (
-                "duplicate deliveries (same webhook-id again)",
-                sum(webhook_ids.values()) - len(webhook_ids),
-            ),
+            ("duplicate deliveries (same webhook-id again)", duplicates),
             ("finished tasks with no callback received", len(finished_ids - called_back)),
             ("run time, s", round(last_fault - started)),
         ]
