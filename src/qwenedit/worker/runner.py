@@ -9,29 +9,22 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from PIL import Image
-
-from qwenedit.config import LimitSettings, PromptExtendSettings, QueueSettings
-from qwenedit.domain import progress
-from qwenedit.domain.sizing import output_size
+from qwenedit.config import QueueSettings
 from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
-from qwenedit.engines.base import EditJob, EditOutput, Engine
+from qwenedit.engines.base import Engine
 from qwenedit.errors import (
     DependencyUnavailable,
-    InputRejected,
-    OutboundRefused,
     TaskCancelled,
     TaskFailure,
     WorkerStopping,
 )
 from qwenedit.extend.base import PromptExtender
 from qwenedit.logs import task_fields
-from qwenedit.media.images import decode_input_image, encode_png
-from qwenedit.media.watermark import apply_watermark
 from qwenedit.resilience import Outages, Retry, describe, is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.store.database import TASKS_CHANNEL
 from qwenedit.worker.run_state import TaskRun
+from qwenedit.worker.stages import StoredResult, TaskStages
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +34,6 @@ RELEASE_PATIENCE_SECONDS = 10.0
 """How long a stopping worker keeps trying to hand its task back through an outage; it fits in
 the margin the supervisor gives after the grace period."""
 DEREGISTER_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    keys: tuple[str, ...]
-    engine_seconds: float
-    actual_prompt: str | None
 
 
 @dataclass
@@ -71,13 +57,11 @@ class Worker:
         *,
         outages: Outages,
     ) -> None:
-        self._extender = extender
         self._outages = outages
         self._rt = runtime
         self._queue: QueueSettings = runtime.settings
-        self._limits: LimitSettings = runtime.settings
-        self._extension: PromptExtendSettings = runtime.settings
         self._engine = engine
+        self._stages = TaskStages(runtime, engine, extender)
         self.worker_id = worker_id
 
     def _retry(self, what: str) -> Retry:
@@ -146,7 +130,7 @@ class Worker:
         run = TaskRun()
         watch = asyncio.create_task(self._watch(task, run, stop), name=f"{task.id}-watch")
         try:
-            result = await self._stages(task, run)
+            result = await self._stages.run(task, run)
             run.check()
             await self._complete(task, result, run)
         except WorkerStopping:
@@ -162,84 +146,6 @@ class Worker:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-
-    async def _stages(self, task: TaskRecord, run: TaskRun) -> StoredResult:
-        images = await self._fetch_inputs(task, run)
-        run.advance(progress.INPUTS_FETCHED)
-        run.check()
-        width, height = output_size(task.params.size, images[-1].size)
-        actual_prompt = await self._extend(task, images)
-        run.check()
-        job = EditJob(
-            prompt=actual_prompt or task.params.prompt,
-            images=tuple(images),
-            n=task.params.n,
-            width=width,
-            height=height,
-            negative_prompt=task.params.negative_prompt,
-            seed=task.params.seed,
-        )
-        run.advance(progress.DENOISE_START)
-        output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
-        run.check()
-        if len(output.images) != task.params.n:
-            raise TaskFailure(
-                ErrorCode.GENERATION_FAILED_NO_CONTENT, "The engine produced no image"
-            )
-        keys = await self._store(task, output)
-        run.advance(progress.STORED)
-        return StoredResult(
-            keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
-        )
-
-    async def _extend(self, task: TaskRecord, images: list[Image.Image]) -> str | None:
-        """The rewritten prompt, or ``None`` to go on with the original (off, failed, slow)."""
-        if not task.params.prompt_extend or self._extender is None:
-            return None
-        started = time.monotonic()
-        try:
-            rewritten = await asyncio.wait_for(
-                asyncio.to_thread(self._extender.extend, task.params.prompt, images),
-                timeout=self._extension.prompt_extend_timeout,
-            )
-        except TimeoutError:
-            rewritten = None
-        log.info(
-            "task %s: prompt extension (%s) %s in %.2fs",
-            task.id,
-            self._extender.name,
-            "rewrote the prompt" if rewritten else "kept the original prompt",
-            time.monotonic() - started,
-        )
-        return rewritten
-
-    async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
-        images: list[Image.Image] = []
-        for index, reference in enumerate(task.params.image_urls):
-            run.check()
-            try:
-                data = await self._rt.inputs.read(reference)
-            except (InputRejected, OutboundRefused) as exc:
-                raise TaskFailure(
-                    ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
-                ) from exc
-            image = await asyncio.to_thread(decode_input_image, data, index, self._limits)
-            images.append(image)
-        return images
-
-    async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
-        """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""
-        watermark = task.params.watermark
-
-        def encode(image: Image.Image) -> bytes:
-            return encode_png(apply_watermark(image) if watermark else image)
-
-        keys = []
-        for index, image in enumerate(output.images):
-            key = f"{task.id}/{task.attempt}/{index}.png"
-            await self._rt.blobs.put(key, await asyncio.to_thread(encode, image))
-            keys.append(key)
-        return tuple(keys)
 
     async def _release(self, task: TaskRecord) -> None:
         """Hand the task back without counting the attempt. If the database stays away, the

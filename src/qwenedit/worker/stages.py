@@ -1,0 +1,123 @@
+"""The stages of one task on a worker: fetch and decode the inputs, extend the prompt, run the
+engine, encode and store the outputs (DESIGN §3, steps 3-5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from PIL import Image
+
+from qwenedit.config import LimitSettings, PromptExtendSettings
+from qwenedit.domain import progress
+from qwenedit.domain.sizing import output_size
+from qwenedit.domain.task import ErrorCode, TaskRecord
+from qwenedit.engines.base import EditJob, EditOutput, Engine
+from qwenedit.errors import InputRejected, OutboundRefused, TaskFailure
+from qwenedit.extend.base import PromptExtender
+from qwenedit.media.images import decode_input_image, encode_png
+from qwenedit.media.watermark import apply_watermark
+from qwenedit.runtime import Runtime
+from qwenedit.worker.run_state import TaskRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    keys: tuple[str, ...]
+    engine_seconds: float
+    actual_prompt: str | None
+
+
+class TaskStages:
+    def __init__(
+        self, runtime: Runtime, engine: Engine, extender: PromptExtender | None = None
+    ) -> None:
+        self._rt = runtime
+        self._engine = engine
+        self._extender = extender
+        self._limits: LimitSettings = runtime.settings
+        self._extension: PromptExtendSettings = runtime.settings
+
+    async def run(self, task: TaskRecord, run: TaskRun) -> StoredResult:
+        """Inputs, prompt extension, the engine, the stored outputs; ``run`` is checked for an
+        abort between stages and at every denoising step."""
+        images = await self._fetch_inputs(task, run)
+        run.advance(progress.INPUTS_FETCHED)
+        run.check()
+        width, height = output_size(task.params.size, images[-1].size)
+        actual_prompt = await self._extend(task, images)
+        run.check()
+        job = EditJob(
+            prompt=actual_prompt or task.params.prompt,
+            images=tuple(images),
+            n=task.params.n,
+            width=width,
+            height=height,
+            negative_prompt=task.params.negative_prompt,
+            seed=task.params.seed,
+        )
+        run.advance(progress.DENOISE_START)
+        output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
+        run.check()
+        if len(output.images) != task.params.n:
+            raise TaskFailure(
+                ErrorCode.GENERATION_FAILED_NO_CONTENT, "The engine produced no image"
+            )
+        keys = await self._store(task, output)
+        run.advance(progress.STORED)
+        return StoredResult(
+            keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
+        )
+
+    async def _extend(self, task: TaskRecord, images: list[Image.Image]) -> str | None:
+        """The rewritten prompt, or ``None`` to go on with the original (off, failed, slow)."""
+        if not task.params.prompt_extend or self._extender is None:
+            return None
+        started = time.monotonic()
+        try:
+            rewritten = await asyncio.wait_for(
+                asyncio.to_thread(self._extender.extend, task.params.prompt, images),
+                timeout=self._extension.prompt_extend_timeout,
+            )
+        except TimeoutError:
+            rewritten = None
+        log.info(
+            "task %s: prompt extension (%s) %s in %.2fs",
+            task.id,
+            self._extender.name,
+            "rewrote the prompt" if rewritten else "kept the original prompt",
+            time.monotonic() - started,
+        )
+        return rewritten
+
+    async def _fetch_inputs(self, task: TaskRecord, run: TaskRun) -> list[Image.Image]:
+        images: list[Image.Image] = []
+        for index, reference in enumerate(task.params.image_urls):
+            run.check()
+            try:
+                data = await self._rt.inputs.read(reference)
+            except (InputRejected, OutboundRefused) as exc:
+                raise TaskFailure(
+                    ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
+                ) from exc
+            image = await asyncio.to_thread(decode_input_image, data, index, self._limits)
+            images.append(image)
+        return images
+
+    async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
+        """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""
+        watermark = task.params.watermark
+
+        def encode(image: Image.Image) -> bytes:
+            return encode_png(apply_watermark(image) if watermark else image)
+
+        keys = []
+        for index, image in enumerate(output.images):
+            key = f"{task.id}/{task.attempt}/{index}.png"
+            await self._rt.blobs.put(key, await asyncio.to_thread(encode, image))
+            keys.append(key)
+        return tuple(keys)
