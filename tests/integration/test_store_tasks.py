@@ -24,6 +24,7 @@ from qwenedit.store.accounts import Account, AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.queue import Reaped
 from qwenedit.store.tables import tasks as task_table
+from qwenedit.store.task_stats import QueueAhead
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask
 
 NewTaskFactory = Callable[..., NewTask]
@@ -88,7 +89,7 @@ async def test_create_reserves_and_complete_charges_what_was_produced(
     assert callback["url"] == "https://hooks.example.com/done"
     assert (callback["task_id"], callback["status"]) == (task.id, "pending")  # body made at send
     assert await store.tasks.get(task.id, acme.id, retention_seconds=3600) == done
-    assert await store.stats.recent_task_seconds() is not None
+    assert await store.stats.recent_image_seconds() is not None
 
 
 async def test_all_produced_means_no_refund_row(
@@ -372,15 +373,16 @@ async def test_limits_refuse_without_moving_money(
     await store.create(new_task(a.id), Limits(2, 2))
 
 
-async def test_queue_ahead_counts_older_pending_tasks(
+async def test_queue_ahead_counts_older_pending_tasks_and_their_images(
     accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:
     acme = await funded(accounts)
-    made = [await store.create(new_task(acme.id)) for _ in range(3)]
-    assert [await store.stats.queue_ahead(task) for task in made] == [0, 1, 2]
+    made = [await store.create(new_task(acme.id, n=n)) for n in (1, 2, 3)]
+    ahead = [await store.stats.queue_ahead(task) for task in made]
+    assert [(a.tasks, a.images) for a in ahead] == [(0, 0), (1, 1), (2, 3)]
     await claimed(store)
-    assert await store.stats.queue_ahead(made[2]) == 1
-    assert await store.stats.recent_task_seconds() is None
+    assert await store.stats.queue_ahead(made[2]) == QueueAhead(tasks=1, images=2)
+    assert await store.stats.recent_image_seconds() is None
 
 
 async def test_result_expiry_and_purge_keep_the_ledger(

@@ -35,6 +35,7 @@ def task_view(
     result_urls: list[str],
     estimated_time: int,
     results_expire_at: datetime | None = None,
+    queue_position: int | None = None,
 ) -> TaskObject:
     terminal = task.status.is_terminal
     completed = task.status is TaskStatus.COMPLETED
@@ -46,6 +47,7 @@ def task_view(
         task_info=TaskInfo(
             can_cancel=not terminal,
             estimated_time=0 if terminal else max(1, estimated_time),
+            queue_position=queue_position if wire_status(task) is TaskStatus.PENDING else None,
         ),
         usage=Usage(
             credits_reserved=milli_to_wire(task.reserved_milli),

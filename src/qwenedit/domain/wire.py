@@ -52,7 +52,14 @@ class WireModel(BaseModel):
 class TaskInfo(WireModel):
     can_cancel: bool = Field(description="False once the task has ended")
     estimated_time: int = Field(
-        ge=0, description="Seconds until done, from recent task times and the queue ahead"
+        ge=0,
+        description="Seconds until done: measured seconds per image times the images ahead "
+        "(spread over live workers) plus this task's own remaining images",
+    )
+    queue_position: Absent[Annotated[int, Field(ge=0)]] = Field(
+        None,
+        description="Extension, only while pending: tasks a worker takes before this one "
+        "(0: it is next)",
     )
 
 

@@ -18,7 +18,7 @@ from qwenedit.config import (
     RetentionSettings,
 )
 from qwenedit.domain.request import parse_edit_request
-from qwenedit.domain.task import TaskParams, TaskRecord, is_task_id, new_task_id
+from qwenedit.domain.task import TaskParams, TaskRecord, TaskStatus, is_task_id, new_task_id
 from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
@@ -26,7 +26,7 @@ from qwenedit.media.sources import refuse_internal_host
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.store.accounts import Account
-from qwenedit.store.task_stats import TaskStats
+from qwenedit.store.task_stats import QueueAhead, TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
 from qwenedit.store.workers import WorkerRepo
 
@@ -184,16 +184,24 @@ class EditService:
         )
 
     async def present(self, task: TaskRecord) -> TaskObject:
-        estimate = 0 if task.status.is_terminal else await self.estimated_time(task)
-        return self._presenter.view(task, now=datetime.now(UTC), estimated_time=estimate)
+        if task.status.is_terminal:
+            return self._presenter.view(task, now=datetime.now(UTC), estimated_time=0)
+        queued = task.status is TaskStatus.PENDING and task.attempt == 0
+        ahead = await self._stats.queue_ahead(task) if queued else QueueAhead(0, 0)
+        return self._presenter.view(
+            task,
+            now=datetime.now(UTC),
+            estimated_time=await self.estimated_time(task, ahead),
+            queue_position=ahead.tasks if queued else None,
+        )
 
-    async def estimated_time(self, task: TaskRecord) -> int:
-        """Seconds until this task is likely done: the measured mean task time (or a per-step
-        guess before any was measured) times the work ahead of it, spread over live workers."""
-        mean = await self._stats.recent_task_seconds()
-        if mean is None:
-            mean = FALLBACK_SECONDS_PER_STEP * self._steps
+    async def estimated_time(self, task: TaskRecord, ahead: QueueAhead) -> int:
+        """Seconds until this task is likely done: the measured seconds per image (or a
+        per-step guess before any was measured) times the images queued ahead of it, spread
+        over the live workers, plus what is left of its own ``n`` images."""
+        per_image = await self._stats.recent_image_seconds()
+        if per_image is None:
+            per_image = FALLBACK_SECONDS_PER_STEP * self._steps
         workers = max(1, await self._workers.alive_count(3 * self._queue.heartbeat_seconds))
-        ahead = await self._stats.queue_ahead(task) if task.attempt == 0 else 0
-        remaining_share = 1.0 - min(task.progress, 99) / 100
-        return max(1, round(mean * (ahead / workers + remaining_share)))
+        own = task.params.n * (1.0 - min(task.progress, 99) / 100)
+        return max(1, round(per_image * (ahead.images / workers + own)))

@@ -27,11 +27,19 @@ class TaskPresenter:
             return []
         return [self._links.url(key, expires_at, now) for key in task.result_keys]
 
-    def view(self, task: TaskRecord, *, now: datetime, estimated_time: int) -> TaskObject:
+    def view(
+        self,
+        task: TaskRecord,
+        *,
+        now: datetime,
+        estimated_time: int,
+        queue_position: int | None = None,
+    ) -> TaskObject:
         return task_view(
             task,
             result_urls=self.result_urls(task, now),
             estimated_time=estimated_time,
+            queue_position=queue_position,
             results_expire_at=self.results_expire_at(task),
         )
 
