@@ -174,6 +174,18 @@ class RetentionSettings(Group):
     task_retention: float = 7 * 24 * 3600.0
 
 
+class StreamSettings(Group):
+    """Clients that wait on the server: event streams and the synchronous OpenAI-style edit."""
+
+    event_poll_seconds: float = Field(0.25, gt=0)
+    """How often an event stream looks at its task; it reads the database, so a stream on any
+    API node sees every change."""
+    max_streams_per_account: int = Field(8, ge=1)
+    """Open event streams one account may hold on one API node; more are a 429."""
+    sync_timeout: float = Field(600.0, gt=0)
+    """How long ``POST /v1/images/edits`` waits for its task before answering an error."""
+
+
 SIGV4_MAX_EXPIRY = 7 * 24 * 3600
 """The longest a SigV4 presigned URL may be valid."""
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -262,6 +274,7 @@ class Settings(
     LimitSettings,
     RetentionSettings,
     StorageSettings,
+    StreamSettings,
 ):
     """Every tunable of the server, read once from ``QWENEDIT_*`` (and four ``AWS_*``)
     variables. Durations are seconds, sizes bytes. A module that needs one part is typed with

@@ -30,7 +30,18 @@
     ├── DependencyUnavailable  the database or blob store stayed away longer than the caller
     │                          could wait (a start-up deadline, a stop)
     ├── OutboundRefused        the guarded client refused a URL (scheme, address, size)
-    └── InputRejected          a URL refused by its text alone (internal literal host, bad data URI)
+    ├── InputRejected          a URL refused by its text alone (internal literal host, bad data URI)
+    └── ClientError            raised by the Python client (``qwenedit.client``), never the server
+        ├── ResponseError          the server answered an error envelope: status, type, param
+        │   ├── BadRequestError        400 (and 409)
+        │   ├── AuthenticationError    401
+        │   ├── InsufficientCreditsError 402
+        │   ├── NotFoundError          404
+        │   ├── RateLimitError         429, after the client's retries
+        │   └── UnavailableError       503, after the client's retries
+        ├── TaskFailed             the task ended ``failed``: its code and message
+        ├── WaitTimeout            the task did not end within the caller's timeout
+        └── WebhookVerificationError  a callback whose signature or timestamp does not check
 
 A ``TaskFailure`` carries a message safe to show the task's owner: never an internal address.
 """
@@ -204,3 +215,73 @@ class OutboundRefused(QwenEditError):
 class InputRejected(QwenEditError):
     """An input image or callback URL refused before any network use (``media.sources``);
     the message is safe to show the client and names no address."""
+
+
+class ClientError(QwenEditError):
+    """Raised by the Python client."""
+
+
+class ResponseError(ClientError):
+    """An error answer, with the fields of its envelope (DESIGN §4.5)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "",
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {type}: {message}" + (f" (param: {param})" if param else ""))
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.retry_after = retry_after
+
+
+class BadRequestError(ResponseError):
+    pass
+
+
+class AuthenticationError(ResponseError):
+    pass
+
+
+class InsufficientCreditsError(ResponseError):
+    pass
+
+
+class NotFoundError(ResponseError):
+    pass
+
+
+class RateLimitError(ResponseError):
+    pass
+
+
+class UnavailableError(ResponseError):
+    pass
+
+
+class TaskFailed(ClientError):
+    """The task ended ``failed``; ``code`` is one of DESIGN §4.2's error codes."""
+
+    def __init__(self, task_id: str, code: str, message: str) -> None:
+        super().__init__(f"task {task_id} failed: {code}: {message}")
+        self.task_id = task_id
+        self.code = code
+        self.message = message
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """The task was still running when the caller's timeout ran out (it was not cancelled)."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(f"task {task_id} did not end within {timeout:g} s")
+        self.task_id = task_id
+
+
+class WebhookVerificationError(ClientError):
+    """A callback that does not carry a valid, fresh Standard Webhooks signature."""

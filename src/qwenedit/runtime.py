@@ -13,6 +13,7 @@ from qwenedit.media.resolver import Resolver
 from qwenedit.metrics import Metrics
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
+from qwenedit.services.events import TaskEvents
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
@@ -47,6 +48,7 @@ class Runtime:
     engines: LocalEngines
     presenter: TaskPresenter
     edits: EditService
+    events: TaskEvents
     inputs: TaskInputs
     uploads: UploadService
     callbacks: CallbackService
@@ -142,6 +144,7 @@ async def open_runtime(
         engines=engines,
         presenter=presenter,
         edits=edits,
+        events=TaskEvents(streams=settings, edits=edits),
         inputs=inputs,
         uploads=uploads,
         callbacks=CallbackService(retention=settings, tasks=tasks, outbox=outbox),

@@ -12,6 +12,7 @@ from qwenedit import __version__
 from qwenedit.api import (
     routes_callbacks,
     routes_credits,
+    routes_events,
     routes_files,
     routes_ops,
     routes_results,
@@ -42,9 +43,11 @@ def create_app(open_runtime: RuntimeContext, *, max_body_bytes: int) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     for module in (
         routes_tasks,
+        routes_events,
         routes_callbacks,
         routes_files,
         routes_credits,
+        routes_events,
         routes_results,
         routes_ops,
     ):

@@ -10,6 +10,7 @@ from qwenedit.errors import AuthenticationFailed
 from qwenedit.runtime import Runtime
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
+from qwenedit.services.events import TaskEvents
 from qwenedit.services.operations import OperationsService
 from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
@@ -23,6 +24,10 @@ def _runtime(request: Request) -> Runtime:
 
 def _edits(request: Request) -> EditService:
     return _runtime(request).edits
+
+
+def _events(request: Request) -> TaskEvents:
+    return _runtime(request).events
 
 
 def _uploads(request: Request) -> UploadService:
@@ -42,6 +47,7 @@ def _operations(request: Request) -> OperationsService:
 
 
 EditsDep = Annotated[EditService, Depends(_edits)]
+EventsDep = Annotated[TaskEvents, Depends(_events)]
 UploadsDep = Annotated[UploadService, Depends(_uploads)]
 CallbacksDep = Annotated[CallbackService, Depends(_callbacks)]
 ResultsDep = Annotated[ResultService, Depends(_results)]
