@@ -1,0 +1,228 @@
+"""The clients against the real server process: ``qwenedit.client`` (sync and async) and the
+task event stream. The API node runs without a worker until a test starts one, so queue
+positions and cancellations are seen before anything runs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from e2e.test_server_process import create_key, environment, free_port, process, wait_until
+from qwenedit.client import (
+    AsyncClient,
+    BadRequestError,
+    Client,
+    NotFoundError,
+    RateLimitError,
+    Task,
+    TaskFailed,
+)
+from support.images import data_uri, png_bytes
+
+pytestmark = pytest.mark.slow
+HOUSE = Path(__file__).parents[2] / "examples" / "house.png"
+MAX_STREAMS = 2
+
+
+@dataclass
+class Server:
+    base_url: str
+    key: str
+    env: dict[str, str]
+    start_worker: Callable[[], None]
+
+    def client(self) -> Client:
+        return Client(self.base_url, self.key)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("clients")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = environment(
+        tmp / "data",
+        QWENEDIT_ENGINE="tiny",
+        QWENEDIT_PUBLIC_URL=base,
+        QWENEDIT_MAX_STREAMS_PER_ACCOUNT=str(MAX_STREAMS),
+    )
+    with ExitStack() as stack:
+        stack.enter_context(
+            process(["serve", "--no-worker", "--port", str(port)], env, tmp / "api.log")
+        )
+        wait_until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "healthz")
+        key = create_key(env, credits=100)
+
+        def start_worker() -> None:
+            if not started:
+                started.append(stack.enter_context(process(["worker"], env, tmp / "worker.log")))
+
+        started: list[object] = []
+        yield Server(base, key, env, start_worker)
+
+
+def events(server: Server, task_id: str, last_event_id: str | None = None) -> list[str]:
+    """The ids of the task events one stream sends until it ends."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    url = f"{server.base_url}/v1/tasks/{task_id}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [line[4:] for line in response.iter_lines() if line.startswith("id: ")]
+
+
+def test_event_streams_are_bounded_per_account(server: Server) -> None:
+    with server.client() as client:
+        task = client.tasks.create("p", [data_uri(png_bytes(512, 512))])
+        url = f"{server.base_url}/v1/tasks/{task.id}/events"
+        headers = {"Authorization": f"Bearer {server.key}"}
+        with ExitStack() as streams:
+            lines = []  # a line iterator that is dropped closes its stream
+            for _ in range(MAX_STREAMS):
+                opened = streams.enter_context(httpx.stream("GET", url, headers=headers))
+                lines.append(opened.iter_lines())
+                assert next(lines[-1]) == "retry: 1000"
+            refused = httpx.get(url, headers=headers)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["type"] == "rate_limit_error"
+            started = time.monotonic()
+            with pytest.raises(RateLimitError) as raised:
+                client.request("GET", f"/v1/tasks/{task.id}/events")
+            assert time.monotonic() - started >= 3  # retried after each Retry-After
+            assert raised.value.status == 429
+        client.tasks.cancel(task.id)
+
+
+def test_cancelled_edit_raises_task_failed_with_the_refund(server: Server) -> None:
+    with server.client() as client:
+        before = client.credits().balance
+        pending = threading.Event()
+        seen: list[Task] = []
+        failure: list[BaseException] = []
+
+        def on_update(task: Task) -> None:
+            seen.append(task)
+            pending.set()
+
+        def edit() -> None:
+            try:
+                client.edit("add a hat", [HOUSE], on_update=on_update, timeout=60)
+            except BaseException as exc:
+                failure.append(exc)
+
+        runner = threading.Thread(target=edit)
+        runner.start()
+        assert pending.wait(30)
+        assert seen[0].status == "pending" and seen[0].queue_position == 0
+        cancelled = client.tasks.cancel(seen[0].id)
+        runner.join(30)
+        assert cancelled.error_code == "request_cancelled"
+        [error] = failure
+        assert isinstance(error, TaskFailed)
+        assert (error.task_id, error.code) == (seen[0].id, "request_cancelled")
+        assert client.credits().balance == before
+
+
+def test_errors_carry_the_envelope(server: Server) -> None:
+    with server.client() as client:
+        with pytest.raises(BadRequestError) as bad:
+            client.tasks.create("p", [data_uri(png_bytes(512, 512))], n=9)
+        assert (bad.value.status, bad.value.param) == (400, "n")
+        assert bad.value.type == "invalid_request_error"
+        with pytest.raises(NotFoundError):
+            client.tasks.get("task-unified-1757156493-aaaaaaaa")
+        with pytest.raises(BadRequestError) as small:
+            client.files.upload(png_bytes(100, 100))
+        assert small.value.status == 400
+
+
+def test_queue_positions_and_events_follow_tasks_to_the_end(server: Server) -> None:
+    with server.client() as client:
+        image = client.files.upload(HOUSE).url
+        made = [client.tasks.create("make it blue", [image], n=n) for n in (1, 2, 1)]
+        read = [client.tasks.get(task.id) for task in made]
+        assert [task.queue_position for task in read] == [0, 1, 2]
+        assert read[2].estimated_time >= read[0].estimated_time
+        updates: list[Task] = []
+        waiter = threading.Thread(
+            target=lambda: client.tasks.wait(made[2].id, on_update=updates.append, timeout=120)
+        )
+        waiter.start()
+        wait_until(lambda: updates, 10, "the first update")
+        server.start_worker()
+        waiter.join(150)
+        assert not waiter.is_alive()
+    assert updates[0].queue_position == 2
+    assert updates[-1].status == "completed" and updates[-1].progress == 100
+    positions = [u.queue_position for u in updates if u.status == "pending"]
+    assert positions == sorted(positions, reverse=True)
+    assert all(u.queue_position is None for u in updates if u.status != "pending")
+    progress = [u.progress for u in updates]
+    assert progress == sorted(progress)
+    assert len({(u.status, u.progress, u.queue_position) for u in updates}) == len(updates)
+    assert events(server, made[2].id) == ["completed.100.-"]
+    assert events(server, made[2].id, last_event_id="completed.100.-") == []
+
+
+def test_sync_edit_uploads_waits_and_saves(server: Server, tmp_path: Path) -> None:
+    server.start_worker()
+    with server.client() as client:
+        before = client.credits().balance
+        updates: list[Task] = []
+        task = client.edit(
+            "add a red hat",
+            [HOUSE, png_bytes(512, 512)],
+            n=2,
+            seed=11,
+            watermark=True,
+            on_update=updates.append,
+            timeout=120,
+        )
+        assert task.status == "completed" and task.seed == 11
+        assert updates[-1] == task
+        paths = task.save(tmp_path / "out")
+        assert [path.name for path in paths] == [f"{task.id}-0.png", f"{task.id}-1.png"]
+        for path in paths:
+            with Image.open(path) as saved:
+                assert saved.format == "PNG" and saved.width > 0
+        assert client.credits().balance == before - 2
+
+
+async def test_async_edit_with_pil_image_and_url(server: Server, tmp_path: Path) -> None:
+    server.start_worker()
+    picture = Image.open(io.BytesIO(png_bytes(640, 512)))
+    seen: list[str] = []
+
+    async def on_update(task: Task) -> None:
+        await asyncio.sleep(0)
+        seen.append(task.status)
+
+    async with AsyncClient(server.base_url, server.key) as client:
+        started = time.monotonic()
+        task = await client.edit(
+            "make it night",
+            [picture, data_uri(png_bytes(512, 512))],
+            size="512x512",
+            on_update=on_update,
+            timeout=120,
+        )
+        assert time.monotonic() - started < 120
+        [path] = await task.save_async(tmp_path)
+        with Image.open(path) as saved:
+            assert saved.size == (512, 512)
+        again = await client.tasks.get(task.id)
+        assert again.results == task.results
+    assert seen[-1] == "completed"
