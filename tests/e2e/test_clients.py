@@ -167,7 +167,7 @@ def test_queue_positions_and_events_follow_tasks_to_the_end(server: Server) -> N
         assert not waiter.is_alive()
     assert updates[0].queue_position == 2
     assert updates[-1].status == "completed" and updates[-1].progress == 100
-    positions = [u.queue_position for u in updates if u.status == "pending"]
+    positions = [u.queue_position or 0 for u in updates if u.status == "pending"]
     assert positions == sorted(positions, reverse=True)
     assert all(u.queue_position is None for u in updates if u.status != "pending")
     progress = [u.progress for u in updates]
