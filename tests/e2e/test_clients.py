@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +20,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from e2e.test_server_process import create_key, environment, free_port, process, wait_until
+from e2e.test_server_process import (
+    QWENEDIT,
+    create_key,
+    environment,
+    free_port,
+    process,
+    wait_until,
+)
 from qwenedit.client import (
     AsyncClient,
     BadRequestError,
@@ -69,6 +79,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
         started: list[object] = []
         yield Server(base, key, env, start_worker)
+
+
+def cli_edit(server: Server, *args: str) -> subprocess.Popen[str]:
+    """``qwenedit edit`` against the server, the key and URL given as flags."""
+    command = [QWENEDIT, "edit", *args, "--server", server.base_url, "--key", server.key]
+    return subprocess.Popen(
+        command, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def created_task(edit: subprocess.Popen[str]) -> str:
+    """The task id the command prints on stderr once it has created the task."""
+    assert edit.stderr is not None
+    first = edit.stderr.readline()
+    assert first.startswith("task "), first
+    return first.split()[1]
 
 
 def events(server: Server, task_id: str, last_event_id: str | None = None) -> list[str]:
@@ -149,6 +175,38 @@ def test_errors_carry_the_envelope(server: Server) -> None:
         assert small.value.status == 400
 
 
+def test_cli_ctrl_c_cancels_the_task_and_exits_130(server: Server, tmp_path: Path) -> None:
+    with server.client() as client:
+        before = client.credits().balance
+        edit = cli_edit(server, str(HOUSE), "--prompt", "add a hat", "-o", str(tmp_path))
+        task_id = created_task(edit)
+        assert client.tasks.get(task_id).status == "pending"
+        edit.send_signal(signal.SIGINT)
+        _, stderr = edit.communicate(timeout=30)
+        assert edit.returncode == 130, stderr
+        assert f"cancelled {task_id}; refunded 1 credits" in stderr
+        assert client.tasks.get(task_id).error_code == "request_cancelled"
+        assert client.credits().balance == before
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_failed_task_exits_1_with_its_code(server: Server) -> None:
+    with server.client() as client:
+        edit = cli_edit(server, str(HOUSE), "--prompt", "add a hat", "--json")
+        client.tasks.cancel(created_task(edit))
+        stdout, stderr = edit.communicate(timeout=30)
+    assert edit.returncode == 1
+    assert "failed: request_cancelled: The task was cancelled" in stderr.splitlines()
+    assert json.loads(stdout)["error"]["code"] == "request_cancelled"
+
+
+def test_cli_refused_request_exits_1(server: Server) -> None:
+    edit = cli_edit(server, str(HOUSE), "--prompt", "x", "-n", "9")
+    _, stderr = edit.communicate(timeout=60)
+    assert edit.returncode == 1
+    assert "400 invalid_request_error" in stderr and "(param: n)" in stderr
+
+
 def test_queue_positions_and_events_follow_tasks_to_the_end(server: Server) -> None:
     with server.client() as client:
         image = client.files.upload(HOUSE).url
@@ -226,3 +284,22 @@ async def test_async_edit_with_pil_image_and_url(server: Server, tmp_path: Path)
         again = await client.tasks.get(task.id)
         assert again.results == task.results
     assert seen[-1] == "completed"
+
+
+def test_cli_edit_saves_the_results(server: Server, tmp_path: Path) -> None:
+    server.start_worker()
+    edit = cli_edit(server, str(HOUSE), "-p", "add a hat", "-n", "2", "-o", str(tmp_path))
+    stdout, stderr = edit.communicate(timeout=120)
+    assert edit.returncode == 0, stderr
+    paths = [Path(line) for line in stdout.splitlines()]
+    assert len(paths) == 2 and all(path.parent == tmp_path for path in paths)
+    for path in paths:
+        with Image.open(path) as saved:
+            assert saved.format == "PNG"
+    assert "completed" in stderr and "100%" in stderr
+    as_json = cli_edit(server, str(HOUSE), "-p", "x", "--json", "-o", str(tmp_path / "j"))
+    stdout, stderr = as_json.communicate(timeout=120)
+    assert as_json.returncode == 0, stderr
+    task = json.loads(stdout)
+    assert task["status"] == "completed" and len(task["results"]) == 1
+    assert stderr == f"task {task['id']}\n"  # no bar

@@ -1,6 +1,6 @@
-"""The ``qwenedit`` command: serve, worker, keys, credits, webhooks, db, doctor, version.
+"""The ``qwenedit`` command: serve, worker, keys, credits, webhooks, db, doctor, edit, version.
 
-Admin commands and ``serve --no-worker`` never import torch: engines load lazily."""
+Admin commands, ``edit`` and ``serve --no-worker`` never import torch: engines load lazily."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import typer
 from qwenedit import __version__
 from qwenedit.cli.admin import credits_app, db_app, keys_app, webhooks_app
 from qwenedit.cli.common import JsonOption, out, settings_from
+from qwenedit.cli.edit import edit
 from qwenedit.cli.serving import serve, worker
 
 app = typer.Typer(help="Self-hosted qwen-image-edit-plus server.", no_args_is_help=True)
 app.command()(serve)
 app.command()(worker)
+app.command()(edit)
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(db_app, name="db")
