@@ -121,12 +121,15 @@ class ApiError(QwenEditError):
         param: str | None = None,
         fallback_suggestion: str | None = None,
         retry_after: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.fallback_suggestion = fallback_suggestion
         self.retry_after = retry_after
+        self.code = code
+        """A failed task's error code, for answers that end with the task (OpenAI's shape)."""
 
 
 class InvalidRequest(ApiError):

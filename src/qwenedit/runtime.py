@@ -15,6 +15,7 @@ from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
 from qwenedit.services.events import TaskEvents
 from qwenedit.services.inputs import TaskInputs
+from qwenedit.services.openai_edits import OpenAIEdits
 from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.results import ResultService
@@ -49,6 +50,7 @@ class Runtime:
     presenter: TaskPresenter
     edits: EditService
     events: TaskEvents
+    openai_edits: OpenAIEdits
     inputs: TaskInputs
     uploads: UploadService
     callbacks: CallbackService
@@ -145,6 +147,14 @@ async def open_runtime(
         presenter=presenter,
         edits=edits,
         events=TaskEvents(streams=settings, edits=edits),
+        openai_edits=OpenAIEdits(
+            streams=settings,
+            retention=settings,
+            edits=edits,
+            uploads=uploads,
+            tasks=tasks,
+            blobs=blobs,
+        ),
         inputs=inputs,
         uploads=uploads,
         callbacks=CallbackService(retention=settings, tasks=tasks, outbox=outbox),

@@ -5,6 +5,7 @@ positions and cancellations are seen before anything runs."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import signal
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from PIL import Image
 
@@ -207,6 +209,36 @@ def test_cli_refused_request_exits_1(server: Server) -> None:
     assert "400 invalid_request_error" in stderr and "(param: n)" in stderr
 
 
+def test_openai_client_that_goes_away_cancels_its_task(server: Server) -> None:
+    with server.client() as client:
+        before = client.credits().balance
+        with pytest.raises(httpx.ReadTimeout), HOUSE.open("rb") as image:
+            httpx.post(
+                f"{server.base_url}/v1/images/edits",
+                headers={"Authorization": f"Bearer {server.key}"},
+                files={"image": image},
+                data={"prompt": "add a hat"},
+                timeout=httpx.Timeout(3.0, connect=5.0),
+            )
+        wait_until(lambda: client.credits().balance == before, 30, "the refund")
+
+
+def test_openai_errors_and_models(server: Server) -> None:
+    api = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.key, max_retries=0)
+    with api, HOUSE.open("rb") as image:
+        with pytest.raises(openai.BadRequestError) as bad:
+            api.images.edit(image=image, prompt="add a hat", n=9)
+        assert bad.value.status_code == 400
+        assert isinstance(bad.value.body, dict)
+        assert (bad.value.body["param"], bad.value.body["type"]) == ("n", "invalid_request_error")
+        assert [model.id for model in api.models.list()] == ["qwen-image-edit-plus"]
+    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="qe_wrong", max_retries=0)
+    with wrong, pytest.raises(openai.AuthenticationError) as refused:
+        wrong.models.list()
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["type"] == "authentication_error"
+
+
 def test_queue_positions_and_events_follow_tasks_to_the_end(server: Server) -> None:
     with server.client() as client:
         image = client.files.upload(HOUSE).url
@@ -303,3 +335,36 @@ def test_cli_edit_saves_the_results(server: Server, tmp_path: Path) -> None:
     task = json.loads(stdout)
     assert task["status"] == "completed" and len(task["results"]) == 1
     assert stderr == f"task {task['id']}\n"  # no bar
+
+
+def test_openai_package_edits_in_both_response_formats(server: Server) -> None:
+    server.start_worker()
+    api = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.key, max_retries=0)
+    with api, server.client() as client:
+        before = client.credits().balance
+        with HOUSE.open("rb") as image:
+            linked = api.images.edit(
+                model="qwen-image-edit-plus",
+                image=image,
+                prompt="add a red hat",
+                n=2,
+                response_format="url",
+            )
+        assert linked.data is not None and len(linked.data) == 2
+        for item in linked.data:
+            assert item.url is not None and item.b64_json is None
+            with Image.open(io.BytesIO(httpx.get(item.url).raise_for_status().content)) as got:
+                assert got.format == "PNG"
+        with HOUSE.open("rb") as first, HOUSE.open("rb") as second:
+            inline = api.images.edit(
+                image=[first, second],
+                prompt="make it night",
+                size="512x512",
+                response_format="b64_json",
+            )
+        assert inline.data is not None
+        [item] = inline.data
+        assert item.b64_json is not None and item.url is None
+        with Image.open(io.BytesIO(base64.b64decode(item.b64_json))) as got:
+            assert got.size == (512, 512)
+        assert client.credits().balance == before - 3

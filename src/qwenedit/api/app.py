@@ -14,6 +14,7 @@ from qwenedit.api import (
     routes_credits,
     routes_events,
     routes_files,
+    routes_openai,
     routes_ops,
     routes_results,
     routes_tasks,
@@ -47,8 +48,8 @@ def create_app(open_runtime: RuntimeContext, *, max_body_bytes: int) -> FastAPI:
         routes_callbacks,
         routes_files,
         routes_credits,
-        routes_events,
         routes_results,
+        routes_openai,
         routes_ops,
     ):
         app.include_router(module.router)

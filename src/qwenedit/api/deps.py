@@ -11,6 +11,7 @@ from qwenedit.runtime import Runtime
 from qwenedit.services.callbacks import CallbackService
 from qwenedit.services.edits import EditService
 from qwenedit.services.events import TaskEvents
+from qwenedit.services.openai_edits import OpenAIEdits
 from qwenedit.services.operations import OperationsService
 from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
@@ -28,6 +29,10 @@ def _edits(request: Request) -> EditService:
 
 def _events(request: Request) -> TaskEvents:
     return _runtime(request).events
+
+
+def _openai_edits(request: Request) -> OpenAIEdits:
+    return _runtime(request).openai_edits
 
 
 def _uploads(request: Request) -> UploadService:
@@ -48,6 +53,7 @@ def _operations(request: Request) -> OperationsService:
 
 EditsDep = Annotated[EditService, Depends(_edits)]
 EventsDep = Annotated[TaskEvents, Depends(_events)]
+OpenAIEditsDep = Annotated[OpenAIEdits, Depends(_openai_edits)]
 UploadsDep = Annotated[UploadService, Depends(_uploads)]
 CallbacksDep = Annotated[CallbackService, Depends(_callbacks)]
 ResultsDep = Annotated[ResultService, Depends(_results)]

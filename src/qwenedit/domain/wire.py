@@ -182,3 +182,44 @@ class EditRequestBody(BaseModel):
     watermark: bool = False
     seed: int | None = Field(None, ge=0, le=2147483647)
     callback_url: str | None = Field(None, max_length=2048, description="HTTPS only")
+
+
+class OpenAIImage(WireModel):
+    """One image of ``POST /v1/images/edits``: ``url`` or ``b64_json``, as
+    ``response_format`` asked."""
+
+    url: Absent[str] = Field(None, description="A signed link, valid until results_expire_at")
+    b64_json: Absent[str] = Field(None, description="The PNG, base64-encoded")
+    revised_prompt: Absent[str] = Field(None, description="The rewritten prompt, if any")
+
+
+class OpenAIImagesResponse(WireModel):
+    """The OpenAI Images API answer (the ``openai`` package reads it as ``ImagesResponse``)."""
+
+    created: UnixSeconds
+    data: list[OpenAIImage]
+
+
+class OpenAIErrorBody(WireModel):
+    message: str
+    type: str = Field(examples=["invalid_request_error"])
+    param: str | None
+    code: str | None = Field(description="A task's error code when the task failed")
+
+
+class OpenAIErrorEnvelope(WireModel):
+    """Every error of the OpenAI-compatible routes, in OpenAI's shape."""
+
+    error: OpenAIErrorBody
+
+
+class ModelObject(WireModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: UnixSeconds
+    owned_by: str
+
+
+class ModelList(WireModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
