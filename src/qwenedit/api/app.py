@@ -18,6 +18,7 @@ from qwenedit.api import (
     routes_ops,
     routes_results,
     routes_tasks,
+    routes_web,
 )
 from qwenedit.api.body_limit import BodyLimitMiddleware
 from qwenedit.api.errors import install_error_handlers
@@ -51,6 +52,7 @@ def create_app(open_runtime: RuntimeContext, *, max_body_bytes: int) -> FastAPI:
         routes_results,
         routes_openai,
         routes_ops,
+        routes_web,
     ):
         app.include_router(module.router)
     return app

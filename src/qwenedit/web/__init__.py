@@ -1,0 +1,1 @@
+"""The browser playground: static HTML, CSS and JavaScript, with no build step."""
