@@ -373,6 +373,24 @@ async def test_limits_refuse_without_moving_money(
     await store.create(new_task(a.id), Limits(2, 2))
 
 
+async def test_queue_positions_predict_the_fair_claim_order(
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
+) -> None:
+    heavy, light, late = [await funded(accounts, name) for name in ("heavy", "light", "late")]
+    made = [await store.create(new_task(heavy.id, n=2)) for _ in range(3)]
+    made.append(await store.create(new_task(light.id)))
+    await claimed(store)  # heavy's first: heavy is now served last
+    made.append(await store.create(new_task(late.id)))
+    made.append(await store.create(new_task(heavy.id)))
+    pending = made[1:]
+    ahead = {task.id: await store.stats.queue_ahead(task) for task in pending}
+    order = [(await claimed(store, f"w{i}")).id for i in range(len(pending))]
+    assert [ahead[task_id].tasks for task_id in order] == list(range(len(pending)))
+    assert ahead[made[3].id] == QueueAhead(tasks=0, images=0)  # light: never served, oldest
+    assert ahead[made[4].id] == QueueAhead(tasks=1, images=1)  # late: after light only
+    assert ahead[made[2].id] == QueueAhead(tasks=3, images=4)  # light, late, heavy's 2nd
+
+
 async def test_queue_ahead_counts_older_pending_tasks_and_their_images(
     accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:

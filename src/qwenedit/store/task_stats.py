@@ -4,12 +4,13 @@ and measured task durations for ``estimated_time``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import case, func, select
 
 from qwenedit.domain.task import TaskRecord, TaskStatus
-from qwenedit.store.database import Database
-from qwenedit.store.tables import tasks
+from qwenedit.store.database import AnyRow, Database
+from qwenedit.store.tables import accounts, tasks
 from qwenedit.store.task_rows import COMPLETED, PENDING
 
 
@@ -25,24 +26,60 @@ _IMAGES = case((tasks.c.price_milli > 0, tasks.c.reserved_milli // tasks.c.price
 """A task's ``n`` without reading its params: the reserve is ``n`` times the price."""
 
 
+def _turn(queue: AnyRow) -> tuple[bool, datetime, datetime]:
+    """An account's place in the claim's rotation: never served first, then served longest
+    ago, then the oldest pending task."""
+    never = queue.last_claimed_at is None
+    return (not never, queue.last_claimed_at or queue.oldest, queue.oldest)
+
+
 class TaskStats:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def queue_ahead(self, task: TaskRecord) -> QueueAhead:
-        """Pending tasks created before this one (the claim's order within an account; across
-        accounts the claim takes turns, so this is an upper bound for a light account)."""
+        """The pending tasks the claim takes before this one. The claim serves accounts in
+        turn (the one served longest ago first, then by its oldest task) and each account's
+        tasks oldest first, so with ``k`` older tasks of its own ahead, this task waits for
+        ``k`` rounds: up to ``k`` tasks of every other account, one more of each account
+        whose turn comes before this one's. (Images of another account's tasks are
+        prorated from its pending total.)"""
+        older = (tasks.c.created_at < task.created_at) | (
+            (tasks.c.created_at == task.created_at) & (tasks.c.id < task.id)
+        )
         async with self._db.transaction(write=False) as connection:
-            row = (
+            own = (
                 await connection.execute(
                     select(func.count(), func.coalesce(func.sum(_IMAGES), 0)).where(
-                        tasks.c.status == PENDING,
-                        (tasks.c.created_at < task.created_at)
-                        | ((tasks.c.created_at == task.created_at) & (tasks.c.id < task.id)),
+                        tasks.c.status == PENDING, tasks.c.account_id == task.account_id, older
                     )
                 )
             ).one()
-        return QueueAhead(tasks=int(row[0]), images=int(row[1]))
+            queues = (
+                await connection.execute(
+                    select(
+                        tasks.c.account_id,
+                        accounts.c.last_claimed_at,
+                        func.min(tasks.c.created_at).label("oldest"),
+                        func.count().label("pending"),
+                        func.sum(_IMAGES).label("images"),
+                    )
+                    .join_from(tasks, accounts)
+                    .where(tasks.c.status == PENDING)
+                    .group_by(tasks.c.account_id, accounts.c.last_claimed_at)
+                )
+            ).all()
+        rounds = int(own[0])
+        ahead = QueueAhead(tasks=rounds, images=int(own[1]))
+        mine = next((q for q in queues if q.account_id == task.account_id), None)
+        for queue in queues:
+            if queue.account_id == task.account_id:
+                continue
+            first = mine is None or _turn(queue) < _turn(mine)
+            taken = min(int(queue.pending), rounds + (1 if first else 0))
+            images = round(int(queue.images) * taken / int(queue.pending))
+            ahead = QueueAhead(tasks=ahead.tasks + taken, images=ahead.images + images)
+        return ahead
 
     async def counts_by_status(self) -> dict[str, int]:
         """Tasks by stored status, every status present (for the metrics gauge)."""
