@@ -206,5 +206,6 @@ def test_a_custom_engine_loads_from_module_and_class() -> None:
 
 @pytest.mark.slow
 def test_the_registry_does_not_import_torch() -> None:
-    code = "import sys, qwenedit.engines.registry, qwenedit.cli; assert 'torch' not in sys.modules"
+    modules = "qwenedit.engines.registry, qwenedit.cli, qwenedit.client"
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
