@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 
 from qwenedit.api.app import create_app
 from qwenedit.runtime import Runtime
+from qwenedit.services.openai_edits import MODEL
 from support.app import BASE_URL, RunningApp, make_settings, running_app
 from support.engine import SteppingEngine
 from support.http_server import Answer, ScriptedServer, scripted_server
@@ -58,6 +59,11 @@ class Contract:
         body: dict[str, Any] = response.json()
         validator.validate(body)
         return body
+
+    def check_component(self, name: str, body: object) -> None:
+        """Validate ``body`` against a component schema, read as closed."""
+        schema = {"$ref": SCHEMA_REF + name, "components": {"schemas": self._closed}}
+        Draft202012Validator(schema).validate(body)
 
     def reachable(self, node: object, seen: set[str] | None = None) -> set[str]:
         """The names of the component schemas ``node`` refers to, directly or not."""
@@ -237,3 +243,40 @@ async def test_every_response_object_is_closed_and_every_v1_error_is_the_envelop
         schema = contract.schemas[name]
         if schema.get("type") == "object":
             assert schema.get("additionalProperties") is False, name
+
+
+async def test_openai_answers_and_task_events_match_the_schema(db_url: str, tmp_path: Path) -> None:
+    async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
+        contract = await contract_of(app.client)
+        key = await app.new_key("acme", credits=5)
+        edits = ("post", "/v1/images/edits")
+        image = ("in.png", png_bytes(512, 512), "image/png")
+        for response_format in ("url", "b64_json"):
+            answer = await app.client.post(
+                "/v1/images/edits",
+                files=[("image[]", image)],
+                data={"prompt": "make it blue", "response_format": response_format},
+                headers=auth(key),
+            )
+            assert answer.status_code == 200, answer.text
+            [item] = contract.check(*edits, answer)["data"]
+            assert set(item) == {response_format}
+        refused = await app.client.post(
+            "/v1/images/edits", files=[("image", image)], data={"prompt": "p", "n": "9"}
+        )
+        assert contract.check(*edits, refused)["error"]["type"] == "authentication_error"
+        bad = await app.client.post(
+            "/v1/images/edits", files=[("image", image)], data={"n": "x"}, headers=auth(key)
+        )
+        assert contract.check(*edits, bad)["error"]["param"] == "n"
+        models = await app.client.get("/v1/models", headers=auth(key))
+        assert contract.check("get", "/v1/models", models)["data"][0]["id"] == MODEL
+
+        task = (await app.create(key, edit(data_uri(png_bytes(512, 512))))).json()
+        await app.wait_for(key, task["id"])
+        stream = await app.client.get(f"/v1/tasks/{task['id']}/events", headers=auth(key))
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        data = [line[6:] for line in stream.text.splitlines() if line.startswith("data: ")]
+        for body in data:
+            contract.check_component("TaskObject", json.loads(body))
+        assert json.loads(data[-1])["status"] == "completed"
