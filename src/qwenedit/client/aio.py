@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,12 @@ class AsyncClient:
                 raise response_error(response)
             retries += 1
             await asyncio.sleep(delay)
+
+    def stream(
+        self, method: str, url: str, **kwargs: Any
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """A streamed answer (no retries: the caller reads the status)."""
+        return self._http.stream(method, url, **kwargs)
 
     async def edit(
         self,
@@ -212,7 +219,7 @@ class Tasks:
             headers["Last-Event-ID"] = parser.last_id
         last: Task | None = None
         timeout = httpx.Timeout(read_seconds, connect=10.0)
-        async with self._client._http.stream(
+        async with self._client.stream(
             "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=timeout
         ) as response:
             if not response.is_success:

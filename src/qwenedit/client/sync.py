@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,12 @@ class Client:
                 raise response_error(response)
             retries += 1
             time.sleep(delay)
+
+    def stream(
+        self, method: str, url: str, **kwargs: Any
+    ) -> AbstractContextManager[httpx.Response]:
+        """A streamed answer (no retries: the caller reads the status)."""
+        return self._http.stream(method, url, **kwargs)
 
     def edit(
         self,
@@ -200,7 +207,7 @@ class Tasks:
             headers["Last-Event-ID"] = parser.last_id
         last: Task | None = None
         timeout = httpx.Timeout(read_seconds, connect=10.0)
-        with self._client._http.stream(
+        with self._client.stream(
             "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=timeout
         ) as response:
             if not response.is_success:
