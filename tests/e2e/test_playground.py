@@ -56,7 +56,7 @@ def test_playground_in_chromium(browser: Browser, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = environment(tmp_path / "data", QWENEDIT_ENGINE="tiny", QWENEDIT_PUBLIC_URL=base)
-    env["QWENEDIT_STEPS"] = "30"
+    env["QWENEDIT_STEPS"] = "150"  # slow enough for the page to see progress between 0 and 100
     with ExitStack() as stack:
         stack.enter_context(
             process(["serve", "--no-worker", "--port", str(port)], env, tmp_path / "api.log")
