@@ -50,7 +50,8 @@ def _idempotency(header: str | None, body: object, window: float) -> Idempotency
             param="Idempotency-Key",
         )
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    # "surrogatepass": an ignored field may hold a lone surrogate, which plain UTF-8 refuses
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
     return IdempotencyKey(key=header, request_hash=digest, window_seconds=window)
 
 
