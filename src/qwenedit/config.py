@@ -216,7 +216,7 @@ class Settings(
             raise ConfigError("QWENEDIT_SECRET_KEY is required with PostgreSQL (nodes must agree)")
         path = self.data_dir / SECRET_FILE_NAME
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as secret_file:
                 secret_file.write(secrets.token_urlsafe(48))

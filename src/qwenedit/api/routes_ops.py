@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from qwenedit.api.deps import OperationsDep
+from qwenedit.api.openapi import errors
 
 router = APIRouter(tags=["operations"])
 
@@ -27,11 +28,15 @@ async def readyz(operations: OperationsDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses=errors(401, 403),
+    summary="Prometheus metrics",
+)
 async def metrics(request: Request, operations: OperationsDep) -> PlainTextResponse:
-    """Needs ``QWENEDIT_METRICS_TOKEN`` as a bearer token; without one set, loopback only."""
-    client_host = request.client.host if request.client is not None else None
-    operations.check_metrics_access(client_host, request.headers.get("authorization", ""))
+    """Needs ``QWENEDIT_METRICS_TOKEN`` as a bearer token; without one set, nobody gets them."""
+    operations.check_metrics_access(request.headers.get("authorization", ""))
     return PlainTextResponse(
         await operations.metrics_text(), media_type="text/plain; version=0.0.4"
     )

@@ -16,8 +16,6 @@ from qwenedit.store.workers import WorkerRepo
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
 
 class LocalEngines:
     """How many engines this process has loaded; the worker loops count themselves in/out."""
@@ -68,15 +66,16 @@ class OperationsService:
             alive = await self._workers.alive_count(self._alive_seconds) > 0
         return Readiness(database=True, workers=alive)
 
-    def check_metrics_access(self, client_host: str | None, authorization: str) -> None:
-        """With ``QWENEDIT_METRICS_TOKEN`` set, that bearer token; without, loopback only."""
+    def check_metrics_access(self, authorization: str) -> None:
+        """The bearer token ``QWENEDIT_METRICS_TOKEN``; without one set, nobody (403). The
+        client's address proves nothing: behind a proxy on the same host every client is
+        loopback."""
         if self._token is None:
-            if client_host not in LOOPBACK_CLIENTS:
-                raise PermissionDenied(
-                    "Metrics are served to loopback unless a token is configured"
-                )
-            return
-        given = authorization.removeprefix("Bearer ").strip()
+            raise PermissionDenied("Metrics are off: set QWENEDIT_METRICS_TOKEN to serve them")
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthenticationFailed("A valid metrics token is required")
+        given = given.strip()
         if not hmac.compare_digest(given.encode(), self._token.get_secret_value().encode()):
             raise AuthenticationFailed("A valid metrics token is required")
 
