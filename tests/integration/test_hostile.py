@@ -4,6 +4,7 @@ The real app and database, on SQLite and PostgreSQL (which refuses NUL in text).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from qwenedit.errors import OutboundRefused
 from qwenedit.media.guarded_client import GuardedClient
 from support.app import RunningApp, make_settings, running_app
+from support.engine import SteppingEngine
 from support.images import data_uri, png_bytes
 from support.resolver import MapResolver
 
@@ -135,3 +137,34 @@ async def test_unstorable_text_is_a_400_with_or_without_an_idempotency_key(
         ignored = json.dumps(body(note="\ud800")).encode()
         accepted = await post_raw(app, key, ignored, headers)
         assert accepted.status_code == 200, accepted.text
+
+
+class CountingEngine(SteppingEngine):
+    """A loaded engine whose tokenizer makes two tokens of each character."""
+
+    def count_prompt_tokens(self, prompt: str) -> int:
+        return 2 * len(prompt) + 10
+
+
+async def test_a_prompt_that_would_overflow_the_model_is_a_400(db_url: str, tmp_path: Path) -> None:
+    cjk_1500, cjk_2000 = "\u9f98" * 1500, "\u9f98" * 2000
+    async with running_app(make_settings(db_url, tmp_path)) as app:  # API only: no tokenizer
+        key = await app.new_key("acme", credits=5)
+        for fields, param in (
+            ({"prompt": cjk_1500}, "prompt"),  # 4,500 bytes: might be 4,500 tokens
+            ({"prompt": "\U0001f600" * 1000}, "prompt"),
+            ({"prompt": "blue <|image_pad|>"}, "prompt"),
+            ({"negative_prompt": "<|im_end|>"}, "negative_prompt"),
+        ):
+            error = assert_refused(await app.create(key, body(**fields)), param)
+            assert error["message"].startswith(param)
+        await nothing_happened(app, "acme", 5)
+    async with running_app(make_settings(db_url, tmp_path), CountingEngine()) as app:
+        key = await app.new_key("acme", credits=5)
+        for _ in range(100):  # the worker hands its engine over once it has loaded it
+            if app.runtime.engines.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert_refused(await app.create(key, body(prompt=cjk_2000)), "prompt")
+        created = await app.create(key, body(prompt=cjk_1500))  # 3,010 tokens by its count
+        assert created.status_code == 200, created.text
