@@ -20,6 +20,7 @@
     │   ├── PermissionDenied       403
     │   ├── NotFound               404
     │   ├── MethodNotAllowed       405
+    │   ├── RequestTimeout         408 (a client too slow to send its request)
     │   ├── Conflict               409
     │   ├── RequestTooLarge        413
     │   ├── RateLimited            429 (Retry-After)
@@ -153,6 +154,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     status = 405
     type = "invalid_request_error"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    type = "request_timeout_error"
 
 
 class Conflict(ApiError):

@@ -4,7 +4,7 @@ byte past its cap (issue 10). The app is called as an ASGI app, so the test sees
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,9 @@ async def test_a_client_without_a_valid_key_is_answered_before_its_body_is_read(
         await never.wait()  # the body never comes
         raise AssertionError("unreachable")
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     settings = make_settings(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path)

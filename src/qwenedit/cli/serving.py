@@ -126,6 +126,7 @@ def serve(
     import uvicorn
 
     from qwenedit.api.app import create_app
+    from qwenedit.api.connections import protocol_for
     from qwenedit.engines.registry import load_engine
     from qwenedit.node import NodeOptions, node_runtime
     from qwenedit.runtime import default_public_url
@@ -155,6 +156,8 @@ def serve(
         log_level=settings.log_level.lower(),
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        http=protocol_for(settings),
+        ws="none",
     )
 
 
