@@ -32,7 +32,13 @@ async def get_file(file_id: str, account: AccountDep, uploads: UploadsDep) -> Fi
 @router.get(
     "/files/{file_id}/content",
     response_class=Response,
-    responses=errors(401, 404),
+    responses={
+        200: {
+            "description": "The bytes as uploaded",
+            "content": {f"image/{kind}": {} for kind in ("png", "jpeg", "bmp", "webp", "tiff")},
+        },
+        **errors(401, 404),
+    },
     summary="An upload's bytes (owner only)",
 )
 async def get_file_content(file_id: str, account: AccountDep, uploads: UploadsDep) -> Response:
