@@ -62,7 +62,7 @@ class DiffusersEngine:
         self._render_size = render_size
         self._extends_prompts = extends_prompts
         self._lock = threading.Lock()
-        backend = getattr(pipeline.tokenizer, "backend_tokenizer", None)
+        backend = getattr(getattr(pipeline, "tokenizer", None), "backend_tokenizer", None)
         self._counting: Tokenizer | None = (
             None if backend is None else Tokenizer.from_str(backend.to_str())
         )
