@@ -241,3 +241,15 @@ def test_hostile_bodies_are_400s_on_one_kept_alive_connection(server: Server, ke
     finally:
         connection.close()
     assert "Traceback" not in server.log.read_text()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"],
+)
+def test_unparseable_requests_get_the_envelope(server: Server, request_bytes: bytes) -> None:
+    with server.connect() as sock:
+        answer, _ = trickle(sock, [request_bytes], 0.2, 5)
+    status, body = status_and_body(answer)
+    assert status == 400
+    assert body["error"]["type"] == "invalid_request_error"
