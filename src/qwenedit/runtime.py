@@ -16,6 +16,7 @@ from qwenedit.services.edits import EditService
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.prompt_check import PromptChecker
 from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import AccountRepo
@@ -46,6 +47,8 @@ class Runtime:
     metrics: Metrics
     engines: LocalEngines
     presenter: TaskPresenter
+    prompts: PromptChecker
+    """Worker loops hand it their engine, whose tokenizer then judges prompts at create."""
     edits: EditService
     inputs: TaskInputs
     uploads: UploadService
@@ -93,6 +96,7 @@ async def open_runtime(
     client = GuardedClient(settings, resolver=resolver)
     metrics = Metrics()
     engines = LocalEngines()
+    prompts = PromptChecker()
     uploads = UploadService(
         limits=settings,
         retention=settings,
@@ -116,6 +120,7 @@ async def open_runtime(
         presenter=presenter,
         inputs=inputs,
         url_checker=client,
+        prompts=prompts,
     )
     operations = OperationsService(
         db=db,
@@ -141,6 +146,7 @@ async def open_runtime(
         metrics=metrics,
         engines=engines,
         presenter=presenter,
+        prompts=prompts,
         edits=edits,
         inputs=inputs,
         uploads=uploads,
