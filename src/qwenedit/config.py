@@ -165,6 +165,23 @@ class LimitSettings(Group):
     max_image_pixels: int = Field(3072 * 3072, gt=0)
 
 
+class ServerSettings(Group):
+    """HTTP connections (``api.connections``): how long a client may take, how many may be open."""
+
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds from a connection's opening (kept alive: from a request's first byte) until its
+    request head is complete."""
+    body_timeout: float = Field(20.0, gt=0)
+    """Seconds a request body gets to start arriving; each ``body_min_rate`` bytes received
+    add one more, so this bounds a stall or a trickle, never a steady upload."""
+    body_min_rate: int = Field(16 * 1024, gt=0)
+    """Bytes per second a body must keep up on average once its first allowance is used."""
+    keepalive_timeout: float = Field(15.0, gt=0)
+    """Seconds a connection may stay idle between requests."""
+    max_connections: int = Field(512, ge=1)
+    """Open connections at most; one more is answered 503 with Retry-After and closed."""
+
+
 class RetentionSettings(Group):
     """How long things are kept."""
 
@@ -272,6 +289,7 @@ class Settings(
     BillingSettings,
     QueueSettings,
     LimitSettings,
+    ServerSettings,
     RetentionSettings,
     StorageSettings,
     StreamSettings,
@@ -336,7 +354,7 @@ class Settings(
             raise ConfigError("QWENEDIT_SECRET_KEY is required with PostgreSQL (nodes must agree)")
         path = self.data_dir / SECRET_FILE_NAME
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as secret_file:
                 secret_file.write(secrets.token_urlsafe(48))

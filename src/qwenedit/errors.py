@@ -12,7 +12,9 @@
     │   ├── TaskAlreadyFinished    the task is terminal
     │   ├── ActiveTaskLimitReached the account has its maximum of active tasks
     │   ├── QueueFull              the queue has its maximum of pending tasks
-    │   └── IdempotencyConflict    the key was used with another request
+    │   ├── IdempotencyConflict    the key was used with another request
+    │   ├── CallbackPending        a delivery of the task's callback is still under way
+    │   └── RedeliveryLimitReached the task's callback was sent again as often as allowed
     ├── ApiError               an HTTP answer in the error envelope (DESIGN §4.5)
     │   ├── InvalidRequest         400 invalid_request_error (also 409 conflicts)
     │   ├── AuthenticationFailed   401
@@ -20,6 +22,7 @@
     │   ├── PermissionDenied       403
     │   ├── NotFound               404
     │   ├── MethodNotAllowed       405
+    │   ├── RequestTimeout         408 (a client too slow to send its request)
     │   ├── Conflict               409
     │   ├── RequestTooLarge        413
     │   ├── RateLimited            429 (Retry-After)
@@ -110,6 +113,19 @@ class IdempotencyConflict(DomainError):
         self.key = key
 
 
+class CallbackPending(DomainError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"a callback delivery of task {task_id} is pending")
+        self.task_id = task_id
+
+
+class RedeliveryLimitReached(DomainError):
+    def __init__(self, task_id: str, limit: int) -> None:
+        super().__init__(f"task {task_id}: its callback was redelivered {limit} times")
+        self.task_id = task_id
+        self.limit = limit
+
+
 class ApiError(QwenEditError):
     status = 500
     type = "internal_server_error"
@@ -160,6 +176,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     status = 405
     type = "invalid_request_error"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    type = "request_timeout_error"
 
 
 class Conflict(ApiError):

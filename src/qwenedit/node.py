@@ -103,6 +103,7 @@ class Supervisor:
         extender = load_prompt_extender(self._rt.settings, engine)
         log.info("worker %s: prompt extension %s", worker_id, extender.name if extender else "off")
         self._rt.engines.loaded += 1
+        self._rt.prompts.use(engine)
         try:
             await Worker(self._rt, engine, worker_id, extender, outages=self.outages).run(self.stop)
         finally:

@@ -18,6 +18,7 @@ from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.openai_edits import OpenAIEdits
 from qwenedit.services.operations import LocalEngines, OperationsService
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.prompt_check import PromptChecker
 from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
 from qwenedit.store.accounts import AccountRepo
@@ -48,6 +49,8 @@ class Runtime:
     metrics: Metrics
     engines: LocalEngines
     presenter: TaskPresenter
+    prompts: PromptChecker
+    """Worker loops hand it their engine, whose tokenizer then judges prompts at create."""
     edits: EditService
     events: TaskEvents
     openai_edits: OpenAIEdits
@@ -97,6 +100,7 @@ async def open_runtime(
     client = GuardedClient(settings, resolver=resolver)
     metrics = Metrics()
     engines = LocalEngines()
+    prompts = PromptChecker()
     uploads = UploadService(
         limits=settings,
         retention=settings,
@@ -120,6 +124,7 @@ async def open_runtime(
         presenter=presenter,
         inputs=inputs,
         url_checker=client,
+        prompts=prompts,
     )
     operations = OperationsService(
         db=db,
@@ -145,6 +150,7 @@ async def open_runtime(
         metrics=metrics,
         engines=engines,
         presenter=presenter,
+        prompts=prompts,
         edits=edits,
         events=TaskEvents(streams=settings, edits=edits),
         openai_edits=OpenAIEdits(

@@ -96,8 +96,8 @@ async def test_redeliver_queues_the_same_task_again(
     first = await repo.claim(15.0, now=datetime.now(UTC))
     assert first is not None
     await repo.record(first, AttemptOutcome(200, None, 3), now=datetime.now(UTC))
-    assert await repo.redeliver(task_id, owner + 1) is None  # another account
-    assert await repo.redeliver(task_id, owner) is not None
+    assert await repo.redeliver(task_id, owner + 1, max_redeliveries=5) is None  # another account
+    assert await repo.redeliver(task_id, owner, max_redeliveries=5) is not None
     again = await repo.claim(15.0, now=datetime.now(UTC))
     assert again is not None
     assert (again.task, again.url, again.attempt) == (first.task, first.url, 1)

@@ -27,6 +27,8 @@ from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_
         "::",
         "fe80::1",
         "fc00::1",
+        "fec0::1",
+        "feff::1",
         "ff02::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",

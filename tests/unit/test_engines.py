@@ -209,3 +209,20 @@ def test_the_registry_does_not_import_torch() -> None:
     modules = "qwenedit.engines.registry, qwenedit.cli, qwenedit.client"
     code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("prompt", ["make it green", "漢字" * 50 + "\U0001f600" * 10])
+def test_prompt_tokens_are_counted_as_the_pipeline_encodes_them(engine: Any, prompt: str) -> None:
+    embeds, _ = engine.pipeline.encode_prompt(prompt=prompt, image=None)
+    assert engine.count_prompt_tokens(prompt) == embeds.shape[1]
+
+
+def test_a_prompt_past_the_position_table_fails_in_the_model(engine: Any) -> None:
+    """Why prompts are judged at create (``domain.prompt_fit``): the model cannot take them."""
+    from qwenedit.domain.prompt_fit import ROPE_POSITIONS
+    from qwenedit.errors import TaskFailure
+
+    prompt = "漢" * 1400
+    assert engine.count_prompt_tokens(prompt) > ROPE_POSITIONS
+    with pytest.raises(TaskFailure):
+        engine.edit(job(prompt=prompt), ignore)

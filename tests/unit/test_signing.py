@@ -22,3 +22,9 @@ def test_tampering_is_detected() -> None:
     assert not verify("a/1/0.png", 2001, signature, SECRET, now=0)
     assert not verify("a/1/0.png", 2000, signature, b"other", now=0)
     assert not verify("a/1/0.png", 2000, signature[:-1] + "A", SECRET, now=0)
+
+
+def test_a_signature_that_is_not_ascii_is_just_wrong() -> None:
+    from qwenedit.blobs.signing import verify
+
+    assert not verify("task/1/0.png", 2_000_000_000, "\x02\u009f\U0003bce6", b"secret", 1)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from qwenedit.domain.wire import ErrorBody, ErrorEnvelope
 from qwenedit.errors import (
@@ -88,6 +89,15 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(InvalidRequest(str(first.get("msg", "Invalid request")), param=param))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left (or was cut for sending too slowly) before its body was complete; the
+    answer reaches nobody, and it is no error of ours."""
+    log.info(
+        "%s %s: the client left before its body was complete", request.method, request.url.path
+    )
+    return error_response(InvalidRequest("The request body did not arrive"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("Internal server error"))
@@ -98,4 +108,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -15,6 +15,30 @@ EDIT_REQUEST_OPENAPI: dict[str, Any] = {
 }
 
 
+UPLOAD_FIELD = "file"
+UPLOAD_REQUEST_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [UPLOAD_FIELD],
+                    "properties": {
+                        UPLOAD_FIELD: {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "A JPEG, PNG, BMP, WEBP or TIFF image",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+"""The upload body, read by ``api.upload_body`` after the key check rather than by FastAPI."""
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The envelope under each status the route answers on purpose, and as ``default`` for
     any other (a 500, a 405). Declaring ``default`` also keeps FastAPI from documenting a 422

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, Request, Response
 
 from qwenedit.api.deps import AccountDep, UploadsDep
-from qwenedit.api.openapi import errors
+from qwenedit.api.openapi import UPLOAD_FIELD, UPLOAD_REQUEST_OPENAPI, errors
+from qwenedit.api.upload_body import read_upload
 from qwenedit.domain.wire import FileObject
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -16,14 +15,12 @@ router = APIRouter(prefix="/v1", tags=["files"])
 @router.post(
     "/files",
     responses=errors(400, 401, 413),
+    openapi_extra=UPLOAD_REQUEST_OPENAPI,
     summary="Upload an input image (usable in image_urls for 72 h)",
 )
-async def upload_file(
-    file: Annotated[UploadFile, File(description="A JPEG, PNG, BMP, WEBP or TIFF image")],
-    account: AccountDep,
-    uploads: UploadsDep,
-) -> FileObject:
-    data = await file.read(uploads.max_bytes + 1)
+async def upload_file(request: Request, account: AccountDep, uploads: UploadsDep) -> FileObject:
+    """The key is checked before a byte of the body is read."""
+    data = await read_upload(request, field=UPLOAD_FIELD, max_bytes=uploads.max_bytes)
     return await uploads.upload(account, data)
 
 
@@ -35,7 +32,13 @@ async def get_file(file_id: str, account: AccountDep, uploads: UploadsDep) -> Fi
 @router.get(
     "/files/{file_id}/content",
     response_class=Response,
-    responses=errors(401, 404),
+    responses={
+        200: {
+            "description": "The bytes as uploaded",
+            "content": {f"image/{kind}": {} for kind in ("png", "jpeg", "bmp", "webp", "tiff")},
+        },
+        **errors(401, 404),
+    },
     summary="An upload's bytes (owner only)",
 )
 async def get_file_content(file_id: str, account: AccountDep, uploads: UploadsDep) -> Response:

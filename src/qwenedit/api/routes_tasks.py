@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
 from qwenedit.api.deps import AccountDep, EditsDep
+from qwenedit.api.json_body import read_json
 from qwenedit.api.openapi import EDIT_REQUEST_OPENAPI, errors
 from qwenedit.domain.wire import TaskObject
-from qwenedit.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
-
-
-async def _json_body(request: Request) -> object:
-    """Parsed whatever the Content-Type says: clients like ``curl -d`` omit it."""
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc.__class__.__name__}") from exc
 
 
 @router.post(
@@ -42,7 +32,7 @@ async def create_task(
         ),
     ] = None,
 ) -> TaskObject:
-    body = await _json_body(request)
+    body = await read_json(request)
     return await edits.create(account, body, idempotency_key=idempotency_key)
 
 

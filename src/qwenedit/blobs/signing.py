@@ -17,10 +17,12 @@ def sign(key: str, expires: int, secret: bytes) -> str:
 
 
 def verify(key: str, expires: int, signature: str, secret: bytes, now: int) -> bool:
-    """True only for an untampered link that has not expired."""
+    """True only for an untampered link that has not expired. Compared as bytes:
+    ``compare_digest`` raises on a ``str`` that is not ASCII, and a link is client input."""
     if now >= expires:
         return False
-    return hmac.compare_digest(sign(key, expires, secret), signature)
+    given = signature.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(sign(key, expires, secret).encode(), given)
 
 
 def signed_path(key: str, expires: int, secret: bytes) -> str:

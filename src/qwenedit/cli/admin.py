@@ -173,7 +173,6 @@ def webhooks_rotate_secret(
 def db_upgrade() -> None:
     """Apply the Alembic migrations to the configured database."""
     settings = settings_from()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         upgrade(settings.resolved_database_url)
     except QwenEditError as exc:

@@ -145,6 +145,7 @@ def serve(
     import uvicorn
 
     from qwenedit.api.app import create_app
+    from qwenedit.api.connections import protocol_for
     from qwenedit.engines.registry import load_engine
     from qwenedit.node import NodeOptions, check_start, node_runtime
     from qwenedit.runtime import default_public_url
@@ -173,6 +174,8 @@ def serve(
         log_level=settings.log_level.lower(),
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
+        http=protocol_for(settings),
+        ws="none",
     )
     on_fatal.server = uvicorn.Server(config)
     err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")

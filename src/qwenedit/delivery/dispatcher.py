@@ -31,6 +31,8 @@ CALLBACK_TIMEOUT = 10.0
 LEASE_MARGIN = 5.0
 MAX_IN_FLIGHT = 32
 USER_AGENT = f"qwenedit/{__version__} (callbacks)"
+UNEXPECTED_ERROR = "the delivery failed"
+"""What the owner sees for an attempt that failed in our code; the log has the details."""
 
 Clock = Callable[[], datetime]
 
@@ -159,16 +161,25 @@ class Dispatcher:
             self._slots.release()
 
     async def _attempt(self, delivery: Delivery) -> AttemptOutcome:
+        """Whatever goes wrong is a failed attempt on the schedule: an attempt left unrecorded
+        would be claimed again each time its lease runs out, for ever."""
         started = time.monotonic()
-        body = self._render_body(delivery.task)
-        headers = callback_headers(delivery, body, int(time.time()))
+        status: int | None = None
         try:
-            status: int | None = await self._sender.post(
-                delivery.url, body, headers, deadline=CALLBACK_TIMEOUT
-            )
+            body = self._render_body(delivery.task)
+            headers = callback_headers(delivery, body, int(time.time()))
+            status = await self._sender.post(delivery.url, body, headers, deadline=CALLBACK_TIMEOUT)
             error = None
         except OutboundRefused as exc:
-            status, error = None, str(exc)
+            error = str(exc)
+        except Exception:
+            log.exception(
+                "task %s: callback attempt %d failed unexpectedly",
+                delivery.task_id,
+                delivery.attempt,
+                extra={"task_id": delivery.task_id, "attempt": delivery.attempt},
+            )
+            error = UNEXPECTED_ERROR
         return AttemptOutcome(
             status_code=status, error=error, duration_ms=round((time.monotonic() - started) * 1000)
         )

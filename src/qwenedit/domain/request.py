@@ -92,6 +92,7 @@ def _prompt(value: object) -> str:
         raise InvalidRequest("prompt is required", param="prompt")
     if not isinstance(value, str):
         raise InvalidRequest("prompt must be a string", param="prompt")
+    _check_text(value, "prompt")
     if not value.strip():
         raise InvalidRequest("prompt must not be empty", param="prompt")
     if len(value) > PROMPT_MAX_CHARS:
@@ -114,6 +115,7 @@ def _image_urls(value: object) -> tuple[str, ...]:
     for index, url in enumerate(value, start=1):
         if not isinstance(url, str):
             raise InvalidRequest(f"image_urls[{index}] must be a string", param="image_urls")
+        _check_text(url, "image_urls", shown=f"image_urls[{index}]")
         urls.append(_image_url(url, index))
     return tuple(urls)
 
@@ -163,7 +165,29 @@ def _optional_string(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     if value is not None and not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string", param=name)
+    if value is not None:
+        _check_text(value, name)
     return value
+
+
+def _check_text(value: str, param: str, *, shown: str | None = None) -> None:
+    """Text the server keeps must be storable and encodable: no NUL (PostgreSQL text cannot
+    hold it) and no lone surrogate (JSON can spell ``"\ud800"``; UTF-8 cannot encode it)."""
+    if "\x00" in value or not _is_utf8_encodable(value):
+        raise InvalidRequest(
+            f"{shown or param} must be Unicode text without NUL characters or lone surrogates",
+            param=param,
+        )
+
+
+def _is_utf8_encodable(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _boolean(fields: dict[str, Any], name: str, *, default: bool) -> bool:

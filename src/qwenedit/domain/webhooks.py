@@ -15,6 +15,9 @@ SECRET_BYTES = 24
 RETRY_DELAYS = (1.0, 2.0, 4.0)
 """Seconds after the 1st, 2nd and 3rd failed attempt; after the 4th the delivery has failed."""
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+MAX_REDELIVERIES = 5
+"""Deliveries an owner may ask for beyond the first, per task: enough to get past a receiver's
+outage, never an amplifier (each delivery is up to ``MAX_ATTEMPTS`` POSTs)."""
 ROTATION_OVERLAP_SECONDS = 24 * 3600.0
 """After a rotation, deliveries carry signatures with both secrets for this long."""
 

@@ -163,6 +163,18 @@ class CallbackHistory(WireModel):
     data: list[CallbackDelivery]
 
 
+class ReadinessChecks(WireModel):
+    database: bool = Field(description="The database answers")
+    workers: bool = Field(description="This process has an engine, or a worker beat recently")
+
+
+class Readiness(WireModel):
+    """``GET /readyz``: 200 when ready, 503 (with the same body) when not."""
+
+    status: Literal["ready", "not_ready"]
+    checks: ReadinessChecks
+
+
 class EditRequestBody(BaseModel):
     """Documentation of the create body only: ``domain.request`` validates it, with the exact
     errors of DESIGN §4.1 (unknown fields are ignored, so this one is not ``WireModel``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -47,3 +47,13 @@ class Engine(Protocol):
     def edit(self, job: EditJob, on_step: StepCallback) -> EditOutput: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An engine that can say how long a prompt is for its model (``domain.prompt_fit``)."""
+
+    def count_prompt_tokens(self, prompt: str) -> int:
+        """Tokens the prompt takes in the model's text sequence, template included, images
+        not. Safe to call from another thread while the engine edits."""
+        ...

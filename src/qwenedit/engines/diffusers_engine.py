@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from diffusers import QwenImageEditPlusPipeline
 from PIL import Image
+from tokenizers import Tokenizer
 
+from qwenedit.domain.prompt_fit import safe_prompt_tokens
 from qwenedit.domain.task import ErrorCode
 from qwenedit.engines.base import EditJob, EditOutput, StepCallback
 from qwenedit.errors import TaskFailure, WorkerStopping
@@ -60,6 +62,20 @@ class DiffusersEngine:
         self._render_size = render_size
         self._extends_prompts = extends_prompts
         self._lock = threading.Lock()
+        backend = getattr(getattr(pipeline, "tokenizer", None), "backend_tokenizer", None)
+        self._counting: Tokenizer | None = (
+            None if backend is None else Tokenizer.from_str(backend.to_str())
+        )
+        """A copy of the pipeline's tokenizer, so counting never touches the one in use."""
+
+    def count_prompt_tokens(self, prompt: str) -> int:
+        """Tokens of the pipeline's chat template around ``prompt``, less those it drops: the
+        text sequence the pipeline builds, without the images' lines."""
+        if self._counting is None:
+            return safe_prompt_tokens(prompt)
+        text = self.pipeline.prompt_template_encode.format(prompt)
+        dropped: int = self.pipeline.prompt_template_encode_start_idx
+        return len(self._counting.encode(text).ids) - dropped
 
     def local_prompt_extender(self) -> LocalVlmExtender | None:
         """The pipeline's own Qwen2.5-VL as prompt rewriter, for engines whose VLM is real

@@ -2,7 +2,9 @@
 
 Only globally routable unicast addresses are allowed. IPv6 forms that embed an IPv4 address
 (IPv4-mapped, NAT64, 6to4, Teredo) are judged by the embedded address too, so
-``::ffff:127.0.0.1`` is as internal as ``127.0.0.1``."""
+``::ffff:127.0.0.1`` is as internal as ``127.0.0.1``. IPv6 site-local addresses
+(``fec0::/10``) are internal too: RFC 3879 deprecated them, but hosts still route them
+locally, and Python's ``is_global`` calls them global."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -39,7 +42,7 @@ def _is_internal(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None and _is_internal(embedded):
             return True
-        if address.scope_id:
+        if address.scope_id or address in _SITE_LOCAL:
             return True
     elif address in _CGNAT:
         return True
@@ -96,7 +99,8 @@ def address_without_dns(host: str) -> IPAddress | None:
 
 
 def _is_number(part: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true of fullwidth and circled digits."""
     lowered = part.lower()
     if lowered.startswith("0x"):
         return all(c in "0123456789abcdef" for c in lowered[2:])
-    return lowered.isdigit()
+    return lowered.isascii() and lowered.isdigit()

@@ -16,8 +16,9 @@ import httpx
 
 from qwenedit import __version__
 from qwenedit.config import OutboundSettings
-from qwenedit.errors import OutboundRefused
+from qwenedit.errors import InputRejected, OutboundRefused
 from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
+from qwenedit.media.hosts import connect_host
 from qwenedit.media.resolver import Resolver, SystemResolver
 from qwenedit.media.sources import INTERNAL_MESSAGE
 
@@ -57,7 +58,11 @@ class GuardedClient:
 
     async def check_url(self, url: str, *, https_only: bool) -> None:
         """Resolve and check a URL without connecting (used at create for callbacks)."""
-        await self._pin(httpx.URL(url), https_only=https_only)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise OutboundRefused("the URL is not valid") from exc
+        await self._pin(parsed, https_only=https_only)
 
     async def fetch(self, url: str, *, max_bytes: int) -> bytes:
         """GET an image: http(s) only, redirects re-checked (at most ``MAX_REDIRECTS``), a 200
@@ -67,7 +72,7 @@ class GuardedClient:
                 return await self._fetch(httpx.URL(url), max_bytes)
         except TimeoutError as exc:
             raise OutboundRefused("the download timed out") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise OutboundRefused(f"the download failed ({type(exc).__name__})") from exc
 
     async def _fetch(self, url: httpx.URL, max_bytes: int) -> bytes:
@@ -102,7 +107,7 @@ class GuardedClient:
                 return response.status_code
         except TimeoutError as exc:
             raise OutboundRefused(f"no answer within {deadline:g} s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise OutboundRefused(f"the request failed ({type(exc).__name__})") from exc
 
     async def _pinned_request(
@@ -115,11 +120,12 @@ class GuardedClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Request:
         address = await self._pin(url, https_only=https_only)
+        host = connect_host(url)
         request_headers = dict(headers or {})
         request_headers["Host"] = url.netloc.decode("ascii")
         extensions: dict[str, object] = {}
-        if url.scheme == "https" and literal_host_address(url.host) is None:
-            extensions["sni_hostname"] = url.host
+        if url.scheme == "https" and literal_host_address(host) is None:
+            extensions["sni_hostname"] = host
         return self._client.build_request(
             method,
             url.copy_with(host=str(address)),
@@ -129,15 +135,18 @@ class GuardedClient:
         )
 
     async def _pin(self, url: httpx.URL, *, https_only: bool) -> str:
-        """The checked address to connect to for ``url``."""
+        """The checked address to connect to for ``url``. The host is judged, and resolved, in
+        the ASCII form the client sends (``media.hosts``)."""
         allowed = ("https",) if https_only else ("http", "https")
         if url.scheme not in allowed:
             raise OutboundRefused(f"the URL scheme must be {' or '.join(allowed)}")
-        if not url.host:
-            raise OutboundRefused("the URL has no host")
+        try:
+            host = connect_host(url)
+        except InputRejected as exc:
+            raise OutboundRefused(str(exc)) from exc
         port = url.port or (443 if url.scheme == "https" else 80)
-        known = address_without_dns(url.host)
-        addresses = [known] if known is not None else await self._resolver.resolve(url.host, port)
+        known = address_without_dns(host)
+        addresses = [known] if known is not None else await self._resolver.resolve(host, port)
         if any(is_forbidden(address, self._allowance) for address in addresses):
             raise OutboundRefused(INTERNAL_MESSAGE)
         return str(addresses[0])

@@ -15,11 +15,11 @@ storage. Clients cannot send these references: the request accepts only http(s) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from qwenedit.errors import InputRejected
 from qwenedit.media.addresses import Allowance, address_without_dns, is_forbidden
 from qwenedit.media.datauri import parse_image_data_uri
+from qwenedit.media.hosts import connect_host
 
 INTERNAL_MESSAGE = "the URL points to an internal address, which this server refuses"
 FILES_PATH = "/v1/files/"
@@ -115,12 +115,9 @@ def classify_input(
 
 
 def refuse_internal_host(url: str, allowance: Allowance) -> None:
-    """``InputRejected`` when the URL's host is, without any DNS lookup, an internal address
-    the ``allowance`` does not cover: a literal address in any spelling, or ``localhost``."""
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError as exc:
-        raise InputRejected("the URL is malformed") from exc
-    address = address_without_dns(host)
+    """``InputRejected`` when the URL's host is not valid (``media.hosts``) or is, without any
+    DNS lookup, an internal address the ``allowance`` does not cover: a literal address in any
+    spelling, or ``localhost``."""
+    address = address_without_dns(connect_host(url))
     if address is not None and is_forbidden(address, allowance):
         raise InputRejected(INTERNAL_MESSAGE)

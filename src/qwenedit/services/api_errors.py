@@ -10,6 +10,7 @@ from qwenedit.errors import (
     AccountNotFound,
     ActiveTaskLimitReached,
     ApiError,
+    CallbackPending,
     Conflict,
     DomainError,
     IdempotencyConflict,
@@ -19,6 +20,7 @@ from qwenedit.errors import (
     QueueFull,
     QuotaExceeded,
     RateLimited,
+    RedeliveryLimitReached,
     ServiceUnavailable,
     TaskAlreadyFinished,
     TaskNotFound,
@@ -52,6 +54,17 @@ def as_api_error(error: DomainError) -> ApiError:
             return Conflict(
                 "This Idempotency-Key was already used with a different request",
                 param="Idempotency-Key",
+            )
+        case CallbackPending():
+            return Conflict(
+                "A delivery of this task's callback is still pending: ask again once it has "
+                "been delivered or has failed",
+                param="task_id",
+            )
+        case RedeliveryLimitReached(limit=limit):
+            return Conflict(
+                f"This task's callback was already sent again {limit} times, the most allowed",
+                param="task_id",
             )
         case AccountNotFound():
             return NotFound("Account not found")

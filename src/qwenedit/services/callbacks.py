@@ -7,6 +7,7 @@ from typing import Any
 
 from qwenedit.config import RetentionSettings
 from qwenedit.domain.task import is_task_id
+from qwenedit.domain.webhooks import MAX_REDELIVERIES
 from qwenedit.domain.wire import CallbackAttempt, CallbackDelivery, CallbackHistory
 from qwenedit.errors import Conflict, InvalidRequest
 from qwenedit.store.accounts import Account
@@ -63,7 +64,10 @@ class CallbackService:
 
     async def redeliver(self, account: Account, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)
-        if await self._outbox.redeliver(task_id, account.id) is None:
+        queued = await self._outbox.redeliver(
+            task_id, account.id, max_redeliveries=MAX_REDELIVERIES
+        )
+        if queued is None:
             raise Conflict(
                 "This task has no callback to send again: it has no callback_url or has not "
                 "finished yet",

@@ -25,6 +25,7 @@ from qwenedit.logs import task_fields
 from qwenedit.media.sources import refuse_internal_host
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.presenter import TaskPresenter
+from qwenedit.services.prompt_check import PromptChecker
 from qwenedit.store.accounts import Account
 from qwenedit.store.task_stats import QueueAhead, TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
@@ -50,7 +51,8 @@ def _idempotency(header: str | None, body: object, window: float) -> Idempotency
             param="Idempotency-Key",
         )
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    # "surrogatepass": an ignored field may hold a lone surrogate, which plain UTF-8 refuses
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
     return IdempotencyKey(key=header, request_hash=digest, window_seconds=window)
 
 
@@ -76,6 +78,7 @@ class EditService:
         presenter: TaskPresenter,
         inputs: TaskInputs,
         url_checker: UrlChecker,
+        prompts: PromptChecker,
     ) -> None:
         self._outbound = outbound
         self._billing = billing
@@ -89,6 +92,7 @@ class EditService:
         self._presenter = presenter
         self._inputs = inputs
         self._url_checker = url_checker
+        self._prompts = prompts
 
     async def _check_callback(self, url: str) -> None:
         """Literal addresses are refused without DNS; a name is resolved now too, so a callback
@@ -113,6 +117,7 @@ class EditService:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._outbound.allow_insecure_callbacks
         )
+        self._prompts.check(request)
         idempotency = _idempotency(idempotency_key, body, self._retention.idempotency_window)
         sources = await self._inputs.classify(account, request.image_urls)
         if request.callback_url is not None:

@@ -18,7 +18,6 @@ from qwenedit.store.workers import WorkerRepo
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "localhost"})
 READINESS_TIMEOUT = 2.0
 """Seconds the database gets to answer a readiness probe: a hung database is not ready."""
 
@@ -75,15 +74,16 @@ class OperationsService:
             return Readiness(database=False, workers=engine_loaded)
         return Readiness(database=True, workers=alive)
 
-    def check_metrics_access(self, client_host: str | None, authorization: str) -> None:
-        """With ``QWENEDIT_METRICS_TOKEN`` set, that bearer token; without, loopback only."""
+    def check_metrics_access(self, authorization: str) -> None:
+        """The bearer token ``QWENEDIT_METRICS_TOKEN``; without one set, nobody (403). The
+        client's address proves nothing: behind a proxy on the same host every client is
+        loopback."""
         if self._token is None:
-            if client_host not in LOOPBACK_CLIENTS:
-                raise PermissionDenied(
-                    "Metrics are served to loopback unless a token is configured"
-                )
-            return
-        given = authorization.removeprefix("Bearer ").strip()
+            raise PermissionDenied("Metrics are off: set QWENEDIT_METRICS_TOKEN to serve them")
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthenticationFailed("A valid metrics token is required")
+        given = given.strip()
         if not hmac.compare_digest(given.encode(), self._token.get_secret_value().encode()):
             raise AuthenticationFailed("A valid metrics token is required")
 

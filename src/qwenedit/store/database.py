@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +39,20 @@ OUTBOX_CHANNEL = "qwenedit_outbox"
 CHANNELS = (TASKS_CHANNEL, OUTBOX_CHANNEL)
 AnyRow = Row[*tuple[Any, ...]]
 LISTEN_CONNECT_TIMEOUT = 5.0
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 _BEGIN = "qwenedit_begin"
 """Execution option naming the statement that opens a SQLite transaction."""
+
+
+def create_private_file(path: Path) -> None:
+    """Make the SQLite file (it holds webhook secrets and key hashes) readable by its owner
+    only, before SQLite creates it with the umask's mode: its folder 0700 when it is new, the
+    file 0600 whether new or not. SQLite gives its ``-wal`` and ``-shm`` files the database
+    file's mode."""
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+    os.chmod(path, PRIVATE_FILE_MODE)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -100,7 +113,7 @@ class Database:
         backend = parsed.get_backend_name()
         if backend == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                create_private_file(Path(parsed.database))
             engine = create_async_engine(parsed)
             _configure_sqlite(engine)
             return cls(engine, listen_dsn=None)

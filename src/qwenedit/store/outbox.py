@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import MAX_ATTEMPTS, retry_delay
+from qwenedit.errors import CallbackPending, RedeliveryLimitReached
 from qwenedit.store.accounts import signing_secrets
 from qwenedit.store.database import OUTBOX_CHANNEL, Database
 from qwenedit.store.tables import callback_attempts, outbox, tasks
@@ -188,23 +189,36 @@ class OutboxRepo:
                 )
         return list(deliveries.values())
 
-    async def redeliver(self, task_id: str, account_id: int) -> int | None:
+    async def redeliver(
+        self, task_id: str, account_id: int, *, max_redeliveries: int
+    ) -> int | None:
         """Queue the task's callback again (a new delivery with a fresh schedule); ``None``
-        when the task is not this account's, not finished, or has no callback_url."""
+        when the task is not this account's, not finished, or has no callback_url.
+        ``CallbackPending`` while a delivery is under way, ``RedeliveryLimitReached`` after
+        ``max_redeliveries``. The task row is locked first, so concurrent calls queue one."""
         now = datetime.now(UTC)
         async with self._db.transaction() as connection:
-            last = (
-                await connection.execute(
-                    select(outbox.c.url)
-                    .join(tasks, tasks.c.id == outbox.c.task_id)
-                    .where(outbox.c.task_id == task_id, tasks.c.account_id == account_id)
-                    .order_by(outbox.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-            if last is None:
+            owned = await connection.scalar(
+                select(tasks.c.id)
+                .where(tasks.c.id == task_id, tasks.c.account_id == account_id)
+                .with_for_update()
+            )
+            if owned is None:
                 return None
-            queued = await queue_callback(connection, task_id, account_id, last.url, now)
+            deliveries = (
+                await connection.execute(
+                    select(outbox.c.url, outbox.c.status)
+                    .where(outbox.c.task_id == task_id)
+                    .order_by(outbox.c.id)
+                )
+            ).all()
+            if not deliveries:
+                return None
+            if any(delivery.status == PENDING for delivery in deliveries):
+                raise CallbackPending(task_id)
+            if len(deliveries) > max_redeliveries:
+                raise RedeliveryLimitReached(task_id, max_redeliveries)
+            queued = await queue_callback(connection, task_id, account_id, deliveries[-1].url, now)
             await self._db.notify_on_commit(connection, OUTBOX_CHANNEL)
             return queued
 

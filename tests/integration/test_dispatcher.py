@@ -1,0 +1,90 @@
+"""The callback dispatcher records every attempt, whatever fails in it, so the schedule runs
+out instead of retrying one row for ever (issue 10)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import update
+
+from integration.conftest import Store
+from qwenedit.delivery.dispatcher import UNEXPECTED_ERROR, Dispatcher
+from qwenedit.domain.task import TaskRecord
+from qwenedit.domain.webhooks import MAX_ATTEMPTS
+from qwenedit.metrics import Metrics
+from qwenedit.resilience import Outages, Retry
+from qwenedit.store.accounts import AccountRepo
+from qwenedit.store.database import Database
+from qwenedit.store.outbox import OutboxRepo
+from qwenedit.store.tables import outbox as outbox_table
+from qwenedit.store.tasks import NewTask
+
+
+class BrokenSender:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+        self.calls += 1
+        raise RuntimeError("a bug, not a refusal")
+
+
+def render(task: TaskRecord) -> bytes:
+    return b"{}"
+
+
+def broken_render(task: TaskRecord) -> bytes:
+    raise KeyError("missing field")
+
+
+@pytest.mark.parametrize("broken", ["sender", "body"])
+async def test_any_exception_is_a_recorded_failed_attempt(
+    db: Database,
+    accounts: AccountRepo,
+    store: Store,
+    new_task: Callable[..., NewTask],
+    broken: str,
+) -> None:
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    await store.tasks.cancel(created.id, account.id)
+    outbox = OutboxRepo(db)
+    sender = BrokenSender()
+    dispatcher = Dispatcher(
+        outbox,
+        sender,
+        broken_render if broken == "body" else render,
+        Metrics(),
+        poll_seconds=0.05,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            [delivery] = await outbox.history(created.id, account.id)
+            if delivery["status"] != "pending":
+                break
+            assert time.monotonic() < deadline, f"attempts were not recorded: {delivery}"
+            async with db.transaction() as connection:  # skip the 1-2-4 s waits
+                await connection.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.attempts == len(delivery["attempts"]))
+                    .values(next_attempt_at=datetime.now(UTC))
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert delivery["status"] == "failed"
+    assert len(delivery["attempts"]) == MAX_ATTEMPTS
+    assert all(a["error"] == UNEXPECTED_ERROR for a in delivery["attempts"])
+    assert all(a["status_code"] is None for a in delivery["attempts"])
+    assert sender.calls == (MAX_ATTEMPTS if broken == "sender" else 0)
