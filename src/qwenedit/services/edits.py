@@ -24,6 +24,7 @@ from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
 from qwenedit.media.sources import refuse_internal_host
 from qwenedit.services.inputs import TaskInputs
+from qwenedit.services.pace import FleetPace
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.store.accounts import Account
 from qwenedit.store.task_stats import TaskStats
@@ -81,11 +82,10 @@ class EditService:
         self._billing = billing
         self._limits = limits
         self._retention = retention
-        self._queue = queue
         self._steps = steps
         self._tasks = tasks
         self._stats = stats
-        self._workers = workers
+        self._pace = FleetPace(stats, workers, alive_seconds=3 * queue.heartbeat_seconds)
         self._presenter = presenter
         self._inputs = inputs
         self._url_checker = url_checker
@@ -190,10 +190,11 @@ class EditService:
     async def estimated_time(self, task: TaskRecord) -> int:
         """Seconds until this task is likely done: the measured mean task time (or a per-step
         guess before any was measured) times the work ahead of it, spread over live workers."""
-        mean = await self._stats.recent_task_seconds()
+        pace = await self._pace.current()
+        mean = pace.mean_task_seconds
         if mean is None:
             mean = FALLBACK_SECONDS_PER_STEP * self._steps
-        workers = max(1, await self._workers.alive_count(3 * self._queue.heartbeat_seconds))
+        workers = max(1, pace.live_workers)
         ahead = await self._stats.queue_ahead(task) if task.attempt == 0 else 0
         remaining_share = 1.0 - min(task.progress, 99) / 100
         return max(1, round(mean * (ahead / workers + remaining_share)))
