@@ -32,6 +32,7 @@ class Server:
     api_key: str
     env: dict[str, str]
     data_dir: Path
+    pid: int
 
 
 def free_port() -> int:
@@ -117,7 +118,7 @@ def running_server(
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not become ready")
             time.sleep(0.2)
-        yield Server(base_url=base_url, api_key=api_key, env=env, data_dir=data_dir)
+        yield Server(base_url=base_url, api_key=api_key, env=env, data_dir=data_dir, pid=server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

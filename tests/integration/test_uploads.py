@@ -89,7 +89,9 @@ async def test_uploads_are_checked_on_arrival(db_url: str, tmp_path: Path) -> No
 
 
 async def test_expired_uploads_are_refused_and_deleted(db_url: str, tmp_path: Path) -> None:
-    settings = make_settings(db_url, tmp_path, upload_ttl=0.5, reaper_seconds=0.1)
+    settings = make_settings(
+        db_url, tmp_path, upload_ttl=0.5, reaper_seconds=0.1, retention_sweep_seconds=0.1
+    )
     async with running_app(settings, SteppingEngine()) as app:
         key = await app.new_key("acme", credits=5)
         stored = await upload(app, key, png_bytes())

@@ -36,6 +36,7 @@ def make_settings(db_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "poll_seconds": 0.1,
         "callback_poll_seconds": 0.05,
         "reaper_seconds": 0.5,
+        "retention_sweep_seconds": 0.5,
         "shutdown_grace": 2.0,
         "fetch_timeout": 5.0,
     }

@@ -24,6 +24,7 @@ from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
 from qwenedit.media.sources import refuse_internal_host
 from qwenedit.services.inputs import TaskInputs
+from qwenedit.services.pace import FleetPace
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.prompt_check import PromptChecker
 from qwenedit.store.accounts import Account
@@ -84,11 +85,10 @@ class EditService:
         self._billing = billing
         self._limits = limits
         self._retention = retention
-        self._queue = queue
         self._steps = steps
         self._tasks = tasks
         self._stats = stats
-        self._workers = workers
+        self._pace = FleetPace(stats, workers, alive_seconds=3 * queue.heartbeat_seconds)
         self._presenter = presenter
         self._inputs = inputs
         self._url_checker = url_checker
@@ -204,9 +204,10 @@ class EditService:
         """Seconds until this task is likely done: the measured seconds per image (or a
         per-step guess before any was measured) times the images queued ahead of it, spread
         over the live workers, plus what is left of its own ``n`` images."""
-        per_image = await self._stats.recent_image_seconds()
+        pace = await self._pace.current()
+        per_image = pace.image_seconds
         if per_image is None:
             per_image = FALLBACK_SECONDS_PER_STEP * self._steps
-        workers = max(1, await self._workers.alive_count(3 * self._queue.heartbeat_seconds))
+        workers = max(1, pace.live_workers)
         own = task.params.n * (1.0 - min(task.progress, 99) / 100)
         return max(1, round(per_image * (ahead.images / workers + own)))

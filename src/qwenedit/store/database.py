@@ -2,10 +2,12 @@
 
 Dialect quirks live here. SQLite: WAL, a 30 s busy timeout, foreign keys on, and every write
 transaction is ``BEGIN IMMEDIATE`` (it takes the write lock up front, so two writers queue instead
-of failing when one of them upgrades a read lock). PostgreSQL: waiters are woken with
-``LISTEN/NOTIFY`` on a dedicated connection, on every node; SQLite wakes the waiters of its own
-process. A notification is sent by the transaction that made the change, at its commit, so a
-waiter never looks before the change is visible.
+of failing when one of them upgrades a read lock); the write transactions of one process take
+turns on an in-process lock first, so they queue on the event loop instead of in SQLite's busy
+handler, whose sleeps of up to 100 ms made the tail of a write burst seconds long. PostgreSQL:
+waiters are woken with ``LISTEN/NOTIFY`` on a dedicated connection, on every node; SQLite wakes
+the waiters of its own process. A notification is sent by the transaction that made the change,
+at its commit, so a waiter never looks before the change is visible.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class Database:
         self._listen_dsn = listen_dsn
         self._listener: Any = None
         self._listen_lock = asyncio.Lock()
+        self._writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        """SQLite has one writer at a time: the writes of this process wait their turn here."""
         self._pending: dict[int, set[str]] = {}
         """Channels to wake when the open transaction on a connection (by ``id``) commits."""
         self._subscriptions: dict[str, set[Subscription]] = {channel: set() for channel in CHANNELS}
@@ -126,6 +130,14 @@ class Database:
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
         """Commits on success, rolls back on error. ``write=False`` is for pure reads: on SQLite
         it opens a deferred transaction, a WAL snapshot that never waits for writers."""
+        async with contextlib.AsyncExitStack() as turn:
+            if write and self._writer is not None:
+                await turn.enter_async_context(self._writer)
+            async with self._transaction(write) as connection:
+                yield connection
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, write: bool) -> AsyncIterator[AsyncConnection]:
         async with self._engine.connect() as connection:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
 from qwenedit.domain.task import ErrorCode
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 async def reap_once(runtime: Runtime) -> None:
+    """Requeue or end the tasks whose lease ran out."""
     settings = runtime.settings
     reaped = await runtime.queue.reap(max_attempts=settings.max_attempts)
     for task_id in reaped.requeued:
@@ -35,6 +37,11 @@ async def reap_once(runtime: Runtime) -> None:
             task.attempt,
             extra=task_fields(task, status="failed", code=task.error_code),
         )
+
+
+async def sweep_once(runtime: Runtime) -> None:
+    """Delete results, uploads and tasks that outlived their retention."""
+    settings = runtime.settings
     now = datetime.now(UTC)
     for task in await runtime.retention.expired_results(now, settings.result_ttl):
         deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
@@ -51,11 +58,18 @@ async def reap_once(runtime: Runtime) -> None:
 
 
 async def run_reaper(runtime: Runtime, stop: asyncio.Event, passes: Retry) -> None:
-    """A pass every ``reaper_seconds``; one that meets an outage is retried whole (every step
-    of it can run twice)."""
+    """A lease pass every ``reaper_seconds`` and a retention sweep every
+    ``retention_sweep_seconds``; one that meets an outage is retried whole (every step of it
+    can run twice)."""
+    swept_at: float | None = None
     while not stop.is_set():
+        now = time.monotonic()
+        sweep = swept_at is None or now - swept_at >= runtime.settings.retention_sweep_seconds
         try:
             await passes.run(lambda: reap_once(runtime), stop=stop)
+            if sweep:
+                await passes.run(lambda: sweep_once(runtime), stop=stop)
+                swept_at = now
         except DependencyUnavailable:
             return
         with contextlib.suppress(TimeoutError):

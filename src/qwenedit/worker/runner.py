@@ -34,6 +34,11 @@ RELEASE_PATIENCE_SECONDS = 10.0
 """How long a stopping worker keeps trying to hand its task back through an outage; it fits in
 the margin the supervisor gives after the grace period."""
 DEREGISTER_TIMEOUT_SECONDS = 5.0
+TASKS_IN_HAND = 2
+"""The running task and one claimed ahead: while the engine runs one, the next one's inputs are
+fetched and decoded and the previous one's outputs are stored, so under a backlog the engine
+never waits for I/O (DESIGN §3). The one ahead has its own watch from the claim on, so it is
+heartbeated, fenced and cancellable like the running one; the engine takes them in turn."""
 
 
 @dataclass
@@ -80,8 +85,12 @@ class Worker:
         new_tasks = await self._rt.db.subscribe(TASKS_CHANNEL)
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
         claims = self._retry("claim")
+        in_hand: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
+                if len(in_hand) >= TASKS_IN_HAND:
+                    await _first_done(in_hand)
+                    continue
                 try:
                     task = await claims.run(
                         lambda: self._rt.queue.claim(self.worker_id, self._queue.lease_seconds),
@@ -92,7 +101,15 @@ class Worker:
                 if task is None:
                     await _wait_any(stop, new_tasks.wait(self._queue.poll_seconds))
                     continue
-                await self.process(task, stop)
+                held = asyncio.create_task(self.process(task, stop), name=f"{task.id}-process")
+                in_hand.add(held)
+                held.add_done_callback(in_hand.discard)
+            while in_hand:  # finished, or released after the grace period
+                await _first_done(in_hand)
+        except BaseException:
+            for held in in_hand:
+                held.cancel()
+            raise
         finally:
             new_tasks.close()
             beat.cancel()
@@ -314,6 +331,13 @@ def _fence_out(task: TaskRecord, run: TaskRun) -> None:
         task.attempt,
         extra=task_fields(task),
     )
+
+
+async def _first_done(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait until one of ``tasks`` ends and raise what it raised (a bug in the worker)."""
+    done, _pending = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
 
 
 async def _wait_any(stop: asyncio.Event, other: Awaitable[object]) -> None:

@@ -15,10 +15,11 @@ from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
 from qwenedit.domain.task import ErrorCode, TaskRecord
 from qwenedit.engines.base import EditJob, EditOutput, Engine
-from qwenedit.errors import InputRejected, OutboundRefused, TaskFailure
+from qwenedit.errors import InputRejected, OutboundRefused, TaskCancelled, TaskFailure
 from qwenedit.extend.base import PromptExtender
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
+from qwenedit.resilience import is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.worker.run_state import TaskRun
 
@@ -41,6 +42,8 @@ class TaskStages:
         self._extender = extender
         self._limits: LimitSettings = runtime.settings
         self._extension: PromptExtendSettings = runtime.settings
+        self._engine_turn = asyncio.Lock()
+        """The worker holds a task claimed ahead; the engine runs one task at a time."""
 
     async def run(self, task: TaskRecord, run: TaskRun) -> StoredResult:
         """Inputs, prompt extension, the engine, the stored outputs; ``run`` is checked for an
@@ -60,8 +63,13 @@ class TaskStages:
             negative_prompt=task.params.negative_prompt,
             seed=task.params.seed,
         )
-        run.advance(progress.DENOISE_START)
-        output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
+        waited = self._engine_turn.locked()
+        async with self._engine_turn:
+            if waited:
+                await self._confirm_held(task, run)
+            run.check()
+            run.advance(progress.DENOISE_START)
+            output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
         run.check()
         if len(output.images) != task.params.n:
             raise TaskFailure(
@@ -72,6 +80,24 @@ class TaskStages:
         return StoredResult(
             keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
         )
+
+    async def _confirm_held(self, task: TaskRecord, run: TaskRun) -> None:
+        """A task that waited for the engine may have been cancelled or reassigned meanwhile,
+        and its watch only notices at its next write: ask the fence before the engine spends a
+        run on it. In an outage the watch goes on checking instead."""
+        if task.worker_id is None:
+            return
+        try:
+            held = await self._rt.queue.report_progress(
+                task.id, task.worker_id, task.attempt, run.progress
+            )
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return
+        if not held:
+            run.fenced_out = True
+            run.abort(TaskCancelled("The task was cancelled or reassigned"))
 
     async def _extend(self, task: TaskRecord, images: list[Image.Image]) -> str | None:
         """The rewritten prompt, or ``None`` to go on with the original (off, failed, slow)."""
