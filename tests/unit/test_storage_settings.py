@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from qwenedit.blobs.factory import open_blob_store, result_links
 from qwenedit.blobs.links import PresignedLinks, SignedLinks
 from qwenedit.blobs.local import LocalBlobStore
-from qwenedit.config import S3Location, Settings
+from qwenedit.config import Settings
+from qwenedit.setting_groups import S3Location
 
 
 def test_aws_names_are_read_without_the_prefix(

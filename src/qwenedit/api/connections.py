@@ -33,8 +33,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from qwenedit.api.errors import envelope
-from qwenedit.config import ServerSettings
 from qwenedit.errors import ApiError, InvalidRequest, RequestTimeout, ServiceUnavailable
+from qwenedit.setting_groups import ServerSettings
 
 LINGER_SECONDS = 2.0
 """How long a connection that will not be read further keeps dropping what arrives."""

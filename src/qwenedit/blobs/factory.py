@@ -6,8 +6,9 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.blobs.links import PresignedLinks, ResultLinks, SignedLinks
 from qwenedit.blobs.local import LocalBlobStore
 from qwenedit.blobs.s3 import DEFAULT_REGION, S3BlobStore, S3Target
-from qwenedit.config import S3Location, Settings, StorageSettings
+from qwenedit.config import Settings
 from qwenedit.errors import ConfigError
+from qwenedit.setting_groups import S3Location, StorageSettings
 
 
 def open_blob_store(settings: Settings) -> BlobStore:

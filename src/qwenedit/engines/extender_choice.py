@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from qwenedit.config import PromptExtendSettings
 from qwenedit.engines.base import Engine
 from qwenedit.errors import ConfigError
 from qwenedit.extend.base import PromptExtender
 from qwenedit.extend.openai_chat import OpenAIChatExtender
+from qwenedit.setting_groups import PromptExtendSettings
 
 
 @runtime_checkable

@@ -15,12 +15,12 @@ import ssl
 import httpx
 
 from qwenedit import __version__
-from qwenedit.config import OutboundSettings
 from qwenedit.errors import InputRejected, OutboundRefused
 from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
 from qwenedit.media.hosts import connect_host
 from qwenedit.media.resolver import Resolver, SystemResolver
 from qwenedit.media.sources import INTERNAL_MESSAGE
+from qwenedit.setting_groups import OutboundSettings
 
 USER_AGENT = f"qwenedit/{__version__}"
 CALLBACK_RESPONSE_CAP = 64 * 1024

@@ -7,9 +7,9 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from qwenedit.config import LimitSettings
 from qwenedit.domain.task import ErrorCode
 from qwenedit.errors import TaskFailure
+from qwenedit.setting_groups import LimitSettings
 
 MIN_SIDE = 384
 MAX_SIDE = 3072

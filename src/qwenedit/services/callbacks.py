@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from qwenedit.config import RetentionSettings
 from qwenedit.domain.task import is_task_id
 from qwenedit.domain.webhooks import MAX_REDELIVERIES
 from qwenedit.domain.wire import CallbackAttempt, CallbackDelivery, CallbackHistory
 from qwenedit.errors import Conflict, InvalidRequest
+from qwenedit.setting_groups import RetentionSettings
 from qwenedit.store.accounts import Account
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo

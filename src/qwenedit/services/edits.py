@@ -10,13 +10,6 @@ import secrets
 from datetime import UTC, datetime
 from typing import Protocol
 
-from qwenedit.config import (
-    BillingSettings,
-    LimitSettings,
-    OutboundSettings,
-    QueueSettings,
-    RetentionSettings,
-)
 from qwenedit.domain.request import parse_edit_request
 from qwenedit.domain.task import TaskParams, TaskRecord, TaskStatus, is_task_id, new_task_id
 from qwenedit.domain.wire import TaskObject
@@ -27,6 +20,13 @@ from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.pace import FleetPace
 from qwenedit.services.presenter import TaskPresenter
 from qwenedit.services.prompt_check import PromptChecker
+from qwenedit.setting_groups import (
+    BillingSettings,
+    LimitSettings,
+    OutboundSettings,
+    QueueSettings,
+    RetentionSettings,
+)
 from qwenedit.store.accounts import Account
 from qwenedit.store.task_stats import QueueAhead, TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo

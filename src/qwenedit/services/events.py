@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
-from qwenedit.config import StreamSettings
 from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import RateLimited, TaskNotFound
 from qwenedit.services.edits import EditService
+from qwenedit.setting_groups import StreamSettings
 from qwenedit.store.accounts import Account
 
 KEEPALIVE_SECONDS: Final = 15.0

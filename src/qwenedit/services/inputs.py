@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.config import LimitSettings, OutboundSettings
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound
 from qwenedit.media.images import load_checked
 from qwenedit.media.sources import (
@@ -27,6 +26,7 @@ from qwenedit.media.sources import (
     stored_reference,
 )
 from qwenedit.services.uploads import UploadService
+from qwenedit.setting_groups import LimitSettings, OutboundSettings
 from qwenedit.store.accounts import Account
 
 

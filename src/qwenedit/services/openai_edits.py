@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.config import RetentionSettings, StreamSettings
 from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
 from qwenedit.domain.wire import OpenAIImage, OpenAIImagesResponse
 from qwenedit.errors import (
@@ -30,6 +29,7 @@ from qwenedit.errors import (
 )
 from qwenedit.services.edits import EditService
 from qwenedit.services.uploads import UploadService
+from qwenedit.setting_groups import RetentionSettings, StreamSettings
 from qwenedit.store.accounts import Account
 from qwenedit.store.tasks import TaskRepo
 

@@ -10,11 +10,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.config import LimitSettings, RetentionSettings
 from qwenedit.domain.wire import FileObject
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
 from qwenedit.media.images import load_checked, sniff_format
 from qwenedit.media.sources import upload_url
+from qwenedit.setting_groups import LimitSettings, RetentionSettings
 from qwenedit.store.accounts import Account
 from qwenedit.store.files import FileRepo, StoredFile
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from qwenedit.config import QueueSettings
 from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
 from qwenedit.engines.base import Engine
 from qwenedit.errors import (
@@ -22,6 +21,7 @@ from qwenedit.extend.base import PromptExtender
 from qwenedit.logs import task_fields
 from qwenedit.resilience import Outages, Retry, describe, is_transient
 from qwenedit.runtime import Runtime
+from qwenedit.setting_groups import QueueSettings
 from qwenedit.store.database import TASKS_CHANNEL
 from qwenedit.worker.run_state import TaskRun
 from qwenedit.worker.stages import StoredResult, TaskStages

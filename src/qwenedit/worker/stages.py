@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from qwenedit.config import LimitSettings, PromptExtendSettings
 from qwenedit.domain import progress
 from qwenedit.domain.sizing import output_size
 from qwenedit.domain.task import ErrorCode, TaskRecord
@@ -21,6 +20,7 @@ from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
 from qwenedit.resilience import is_transient
 from qwenedit.runtime import Runtime
+from qwenedit.setting_groups import LimitSettings, PromptExtendSettings
 from qwenedit.worker.run_state import TaskRun
 
 log = logging.getLogger(__name__)
