@@ -7,6 +7,7 @@ Ctrl-C, which cancels the task first (its reserve is refunded)."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from qwenedit.client import Client, ClientError, ResponseError, Task
 from qwenedit.client.protocol import is_url
 
 INTERRUPTED = 130
+WAIT_SLICE_SECONDS = 0.2
 
 
 class Bar:
@@ -94,9 +96,10 @@ def edit(
             raise typer.Exit(1) from exc
         err.print(f"task {task.id}", highlight=False)
         try:
-            done = _follow(client, task, quiet=as_json)
+            done = _wait_interruptibly(client, task, quiet=as_json)
         except KeyboardInterrupt:
-            raise typer.Exit(_cancel(client, task)) from None
+            with Client(server, key) as fresh:
+                raise typer.Exit(_cancel(fresh, task)) from None
         except ClientError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
@@ -111,6 +114,30 @@ def edit(
         return
     for path in paths:
         out.print(str(path), highlight=False, soft_wrap=True)
+
+
+def _wait_interruptibly(client: Client, task: Task, *, quiet: bool) -> Task:
+    """Follow the task on a helper thread while this one waits for it. A Ctrl-C then lands in a
+    plain wait here, never inside the HTTP client, whose connection-pool lock it could leave
+    held (the cancel that follows uses a client of its own)."""
+    outcome: list[Task | BaseException] = []
+    finished = threading.Event()
+
+    def follow() -> None:
+        try:
+            outcome.append(_follow(client, task, quiet=quiet))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=follow, name=f"follow-{task.id}", daemon=True).start()
+    while not finished.wait(WAIT_SLICE_SECONDS):
+        pass
+    [result] = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _follow(client: Client, task: Task, *, quiet: bool) -> Task:
