@@ -7,6 +7,7 @@ Ctrl-C, which cancels the task first (its reserve is refunded)."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -78,6 +79,9 @@ def edit(
     as_json: JsonOption = False,
 ) -> None:
     """Edit images on a qwenedit server and save the results."""
+    # Ctrl-C must cancel the task even when this process was started with SIGINT ignored
+    # (as a background job of a script, or by a parent that ignores it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with Client(server, key) as client:
         try:
             urls = [url if is_url(url) else client.files.upload(Path(url)).url for url in images]
