@@ -12,6 +12,7 @@ from qwenedit.media.guarded_client import GuardedClient
 from qwenedit.media.resolver import Resolver
 from qwenedit.metrics import Metrics
 from qwenedit.services.callbacks import CallbackService
+from qwenedit.services.callers import CallerService
 from qwenedit.services.edits import EditService
 from qwenedit.services.events import TaskEvents
 from qwenedit.services.inputs import TaskInputs
@@ -57,6 +58,7 @@ class Runtime:
     inputs: TaskInputs
     uploads: UploadService
     callbacks: CallbackService
+    callers: CallerService
     results: ResultService
     operations: OperationsService
 
@@ -93,6 +95,7 @@ async def open_runtime(
         links=result_links(settings, blobs, public_url=public_url, secret=secret),
         result_ttl=settings.result_ttl,
     )
+    accounts = AccountRepo(db)
     tasks = TaskRepo(db)
     stats = TaskStats(db)
     workers = WorkerRepo(db)
@@ -138,7 +141,8 @@ async def open_runtime(
     return Runtime(
         settings=settings,
         db=db,
-        accounts=AccountRepo(db),
+        accounts=accounts,
+        callers=CallerService(accounts),
         tasks=tasks,
         queue=QueueRepo(db),
         stats=stats,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from qwenedit.errors import AccountNotFound, QuotaExceeded
-from qwenedit.store.accounts import AccountRepo
+from qwenedit.store.accounts import AccountRepo, Caller
 from qwenedit.store.database import Database
 from qwenedit.store.workers import WorkerRepo
 
@@ -28,15 +28,15 @@ async def test_keys_authenticate_until_revoked(accounts: AccountRepo) -> None:
     other = await accounts.ensure("other")
     key_id, key = await accounts.create_key(acme.id)
     _, other_key = await accounts.create_key(other.id)
-    assert await accounts.authenticate(key) == acme
-    assert await accounts.authenticate(other_key) == other
+    assert await accounts.authenticate(key) == Caller(acme.id, "acme", "default")
+    assert await accounts.authenticate(other_key) == Caller(other.id, "other", "default")
     forged = f"qe_{key_id}_{'A' * 43}"  # right id, wrong secret
     for bad in (forged, key + "x", "qe_x_y", ""):
         assert await accounts.authenticate(bad) is None
     assert await accounts.revoke_key(key_id) is True
     assert await accounts.revoke_key(key_id) is False
     assert await accounts.authenticate(key) is None
-    assert await accounts.authenticate(other_key) == other
+    assert await accounts.authenticate(other_key) == Caller(other.id, "other", "default")
 
 
 async def test_grants_move_the_balance_and_never_below_zero(accounts: AccountRepo) -> None:

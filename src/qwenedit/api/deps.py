@@ -9,13 +9,14 @@ from fastapi import Depends, Request
 from qwenedit.errors import AuthenticationFailed
 from qwenedit.runtime import Runtime
 from qwenedit.services.callbacks import CallbackService
+from qwenedit.services.callers import CallerService
 from qwenedit.services.edits import EditService
 from qwenedit.services.events import TaskEvents
 from qwenedit.services.openai_edits import OpenAIEdits
 from qwenedit.services.operations import OperationsService
 from qwenedit.services.results import ResultService
 from qwenedit.services.uploads import UploadService
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 
 
 def _runtime(request: Request) -> Runtime:
@@ -51,6 +52,10 @@ def _operations(request: Request) -> OperationsService:
     return _runtime(request).operations
 
 
+def _callers(request: Request) -> CallerService:
+    return _runtime(request).callers
+
+
 EditsDep = Annotated[EditService, Depends(_edits)]
 EventsDep = Annotated[TaskEvents, Depends(_events)]
 OpenAIEditsDep = Annotated[OpenAIEdits, Depends(_openai_edits)]
@@ -58,17 +63,18 @@ UploadsDep = Annotated[UploadService, Depends(_uploads)]
 CallbacksDep = Annotated[CallbackService, Depends(_callbacks)]
 ResultsDep = Annotated[ResultService, Depends(_results)]
 OperationsDep = Annotated[OperationsService, Depends(_operations)]
+CallersDep = Annotated[CallerService, Depends(_callers)]
 
 
-async def _account(request: Request) -> Account:
+async def _account(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise AuthenticationFailed("Missing bearer token: send Authorization: Bearer <API key>")
-    account = await _runtime(request).accounts.authenticate(key.strip())
+    account = await _runtime(request).callers.authenticate(key.strip())
     if account is None:
         raise AuthenticationFailed("Invalid or revoked API key")
     return account
 
 
-AccountDep = Annotated[Account, Depends(_account)]
+AccountDep = Annotated[Caller, Depends(_account)]

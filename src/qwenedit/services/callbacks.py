@@ -10,7 +10,7 @@ from qwenedit.domain.webhooks import MAX_REDELIVERIES
 from qwenedit.domain.wire import CallbackAttempt, CallbackDelivery, CallbackHistory
 from qwenedit.errors import Conflict, InvalidRequest
 from qwenedit.setting_groups import RetentionSettings
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tasks import TaskRepo
 
@@ -52,17 +52,17 @@ class CallbackService:
         self._tasks = tasks
         self._outbox = outbox
 
-    async def _check_owner(self, account: Account, task_id: str) -> None:
+    async def _check_owner(self, account: Caller, task_id: str) -> None:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
         await self._tasks.get(task_id, account.id, retention_seconds=self._retention.task_retention)
 
-    async def history(self, account: Account, task_id: str) -> CallbackHistory:
+    async def history(self, account: Caller, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)
         deliveries = await self._outbox.history(task_id, account.id)
         return CallbackHistory(task_id=task_id, data=[_delivery(row) for row in deliveries])
 
-    async def redeliver(self, account: Account, task_id: str) -> CallbackHistory:
+    async def redeliver(self, account: Caller, task_id: str) -> CallbackHistory:
         await self._check_owner(account, task_id)
         queued = await self._outbox.redeliver(
             task_id, account.id, max_redeliveries=MAX_REDELIVERIES

@@ -27,7 +27,7 @@ from qwenedit.setting_groups import (
     QueueSettings,
     RetentionSettings,
 )
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 from qwenedit.store.task_stats import QueueAhead, TaskStats
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask, TaskRepo
 from qwenedit.store.workers import WorkerRepo
@@ -112,7 +112,7 @@ class EditService:
             ) from exc
 
     async def create(
-        self, account: Account, body: object, *, idempotency_key: str | None = None
+        self, account: Caller, body: object, *, idempotency_key: str | None = None
     ) -> TaskObject:
         request = parse_edit_request(
             body, allow_insecure_callbacks=self._outbound.allow_insecure_callbacks
@@ -167,11 +167,11 @@ class EditService:
             )
         return await self.present(task)
 
-    async def get(self, account: Account, task_id: str) -> TaskObject:
+    async def get(self, account: Caller, task_id: str) -> TaskObject:
         task = await self._find(account, task_id)
         return await self.present(task)
 
-    async def cancel(self, account: Account, task_id: str) -> TaskObject:
+    async def cancel(self, account: Caller, task_id: str) -> TaskObject:
         await self._find(account, task_id)
         task = await self._tasks.cancel(task_id, account.id)
         log.info(
@@ -181,7 +181,7 @@ class EditService:
         )
         return await self.present(task)
 
-    async def _find(self, account: Account, task_id: str) -> TaskRecord:
+    async def _find(self, account: Caller, task_id: str) -> TaskRecord:
         if not is_task_id(task_id):
             raise InvalidRequest("Malformed task id", param="task_id")
         return await self._tasks.get(

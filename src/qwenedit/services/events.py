@@ -17,7 +17,7 @@ from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import RateLimited, TaskNotFound
 from qwenedit.services.edits import EditService
 from qwenedit.setting_groups import StreamSettings
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 
 KEEPALIVE_SECONDS: Final = 15.0
 """A comment line this often keeps proxies from closing a quiet stream."""
@@ -43,11 +43,11 @@ class TaskEvents:
         self._open: dict[int, int] = {}
         """Streams open on this node, by account id."""
 
-    def open_count(self, account: Account) -> int:
+    def open_count(self, account: Caller) -> int:
         return self._open.get(account.id, 0)
 
     async def open(
-        self, account: Account, task_id: str, last_event_id: str | None
+        self, account: Caller, task_id: str, last_event_id: str | None
     ) -> AsyncIterator[str]:
         """The stream's frames. Checks the task (400, 404) and the account's stream limit
         (429) before anything is sent, so those are ordinary error answers. The stream counts
@@ -62,7 +62,7 @@ class TaskEvents:
         return self._frames(account, task_id, first, last_event_id)
 
     async def _frames(
-        self, account: Account, task_id: str, task: TaskObject, last_seen: str | None
+        self, account: Caller, task_id: str, task: TaskObject, last_seen: str | None
     ) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         self._open[account.id] = self.open_count(account) + 1

@@ -27,7 +27,7 @@ from qwenedit.media.sources import (
 )
 from qwenedit.services.uploads import UploadService
 from qwenedit.setting_groups import LimitSettings, OutboundSettings
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 
 
 class Fetcher(Protocol):
@@ -60,7 +60,7 @@ class TaskInputs:
             allowance=self._outbound.private_network_allowance,
         )
 
-    async def classify(self, account: Account, image_urls: Sequence[str]) -> list[InputSource]:
+    async def classify(self, account: Caller, image_urls: Sequence[str]) -> list[InputSource]:
         """What each entry is; ``InvalidRequest`` (param ``image_urls``) for what is
         decidable now: a bad data URI, a literal internal host, an upload not the caller's."""
         sources = []

@@ -30,7 +30,7 @@ from qwenedit.errors import (
 from qwenedit.services.edits import EditService
 from qwenedit.services.uploads import UploadService
 from qwenedit.setting_groups import RetentionSettings, StreamSettings
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 from qwenedit.store.tasks import TaskRepo
 
 MODEL = "qwen-image-edit-plus"
@@ -101,7 +101,7 @@ class OpenAIEdits:
 
     async def edit(
         self,
-        account: Account,
+        account: Caller,
         form: OpenAIEditForm,
         *,
         disconnected: Callable[[], Awaitable[bool]],
@@ -118,7 +118,7 @@ class OpenAIEdits:
             raise _failure(task)
         return await self._answer(task, form.response_format or "url")
 
-    async def _body(self, account: Account, form: OpenAIEditForm) -> dict[str, Any]:
+    async def _body(self, account: Caller, form: OpenAIEditForm) -> dict[str, Any]:
         if form.model not in (None, "", MODEL):
             raise NotFound(f"The model {form.model!r} does not exist: use {MODEL}", param="model")
         if form.response_format not in (None, *RESPONSE_FORMATS):
@@ -141,7 +141,7 @@ class OpenAIEdits:
         return body
 
     async def _wait(
-        self, account: Account, task_id: str, disconnected: Callable[[], Awaitable[bool]]
+        self, account: Caller, task_id: str, disconnected: Callable[[], Awaitable[bool]]
     ) -> TaskRecord:
         """Until the task ends; a client gone or the timeout cancels it."""
         loop = asyncio.get_running_loop()
@@ -169,7 +169,7 @@ class OpenAIEdits:
             await asyncio.shield(self._cancel(account, task_id))
             raise
 
-    async def _cancel(self, account: Account, task_id: str) -> bool:
+    async def _cancel(self, account: Caller, task_id: str) -> bool:
         """``False`` when the task had already ended."""
         with contextlib.suppress(TaskAlreadyFinished):
             await self._tasks.cancel(task_id, account.id)

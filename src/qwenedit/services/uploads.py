@@ -15,7 +15,7 @@ from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
 from qwenedit.media.images import load_checked, sniff_format
 from qwenedit.media.sources import upload_url
 from qwenedit.setting_groups import LimitSettings, RetentionSettings
-from qwenedit.store.accounts import Account
+from qwenedit.store.accounts import Caller
 from qwenedit.store.files import FileRepo, StoredFile
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class UploadService:
     def url(self, file_id: str) -> str:
         return upload_url(self.public_url, file_id)
 
-    async def upload(self, account: Account, data: bytes) -> FileObject:
+    async def upload(self, account: Caller, data: bytes) -> FileObject:
         limit = self._limits.max_image_bytes
         if len(data) > limit:
             raise RequestTooLarge(f"The file is larger than {limit} bytes", param="file")
@@ -78,7 +78,7 @@ class UploadService:
         log.info("file %s uploaded: %d bytes, %dx%d", stored.id, len(data), *image.size)
         return self.view(stored)
 
-    async def owned(self, account: Account, file_id: str) -> StoredFile:
+    async def owned(self, account: Caller, file_id: str) -> StoredFile:
         """The caller's unexpired upload, or 404 (another account's file does not exist)."""
         stored = await self._files.get(file_id)
         if (
@@ -89,7 +89,7 @@ class UploadService:
             raise NotFound(f"No such file: {file_id}")
         return stored
 
-    async def download(self, account: Account, file_id: str) -> tuple[bytes, str]:
+    async def download(self, account: Caller, file_id: str) -> tuple[bytes, str]:
         """The bytes and media type of the caller's upload (``NotFound`` otherwise)."""
         stored = await self.owned(account, file_id)
         data = await self._blobs.get(stored.blob_key)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.keys import hash_key, key_id_of, new_api_key
@@ -27,10 +27,17 @@ _COLUMNS = (accounts.c.id, accounts.c.name, accounts.c.user_group, accounts.c.ba
 
 
 @dataclass(frozen=True)
-class Account:
+class Caller:
+    """The account an API key speaks for, without its balance: what a request may rely on
+    after an authentication that may have been remembered for a moment."""
+
     id: int
     name: str
     user_group: str
+
+
+@dataclass(frozen=True)
+class Account(Caller):
     balance_milli: int
 
 
@@ -38,6 +45,26 @@ def _account(row: AnyRow) -> Account:
     return Account(
         id=row.id, name=row.name, user_group=row.user_group, balance_milli=row.balance_milli
     )
+
+
+_MOVE = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account_id"),
+        accounts.c.balance_milli + bindparam("amount") >= 0,
+    )
+    .values(balance_milli=accounts.c.balance_milli + bindparam("amount"))
+    .returning(*_COLUMNS)
+)
+_RECORD = insert(ledger)
+_BALANCE = select(accounts.c.balance_milli).where(accounts.c.id == bindparam("account_id"))
+_KEY_OWNER = (
+    select(accounts.c.id, accounts.c.name, accounts.c.user_group, api_keys.c.key_hash)
+    .join_from(api_keys, accounts)
+    .where(api_keys.c.key_id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
+)
+"""The statements of the hot paths (every create, every authentication), built once: SQLAlchemy
+then finds their compiled form without walking them again."""
 
 
 async def move_credits(
@@ -52,34 +79,27 @@ async def move_credits(
 ) -> Account | None:
     """Add ``amount_milli`` (negative takes) and append its ledger row; ``None``, and nothing
     changed, when the balance would drop below zero."""
-    balance = accounts.c.balance_milli
     row = (
-        await connection.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id, balance + amount_milli >= 0)
-            .values(balance_milli=balance + amount_milli)
-            .returning(*_COLUMNS)
-        )
+        await connection.execute(_MOVE, {"account_id": account_id, "amount": amount_milli})
     ).first()
     if row is None:
         return None
     await connection.execute(
-        insert(ledger).values(
-            account_id=account_id,
-            task_id=task_id,
-            kind=kind,
-            amount_milli=amount_milli,
-            note=note,
-            created_at=now,
-        )
+        _RECORD,
+        {
+            "account_id": account_id,
+            "task_id": task_id,
+            "kind": kind,
+            "amount_milli": amount_milli,
+            "note": note,
+            "created_at": now,
+        },
     )
     return _account(row)
 
 
 async def balance_of(connection: AsyncConnection, account_id: int) -> int:
-    balance = await connection.scalar(
-        select(accounts.c.balance_milli).where(accounts.c.id == account_id)
-    )
+    balance = await connection.scalar(_BALANCE, {"account_id": account_id})
     if balance is None:
         raise AccountNotFound(account_id)
     return int(balance)
@@ -141,21 +161,21 @@ class AccountRepo:
             )
         return result.rowcount > 0
 
-    async def authenticate(self, full_key: str) -> Account | None:
+    async def authenticate(self, full_key: str) -> Caller | None:
+        """The owner of an active key; ``None`` for an unknown, malformed or revoked one."""
         key_id = key_id_of(full_key)
         if key_id is None:
             return None
         async with self._db.transaction(write=False) as connection:
-            row = (
-                await connection.execute(
-                    select(*_COLUMNS, api_keys.c.key_hash)
-                    .join_from(api_keys, accounts)
-                    .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                )
-            ).first()
+            row = (await connection.execute(_KEY_OWNER, {"key_id": key_id})).first()
         if row is None or not hmac.compare_digest(row.key_hash, hash_key(full_key)):
             return None
-        return _account(row)
+        return Caller(id=row.id, name=row.name, user_group=row.user_group)
+
+    async def balance(self, account_id: int) -> int:
+        """The balance now, in milli-credits (``AccountNotFound`` for an unknown id)."""
+        async with self._db.transaction(write=False) as connection:
+            return await balance_of(connection, account_id)
 
     async def grant(self, account_id: int, milli: int, note: str) -> Account:
         """Add credits (negative takes them back, never below zero: ``QuotaExceeded``)."""

@@ -1,10 +1,12 @@
 """One handle on the database: an async engine, transactions, its clock and wake-ups.
 
-Dialect quirks live here. SQLite: WAL, a 30 s busy timeout, foreign keys on, and every write
-transaction is ``BEGIN IMMEDIATE`` (it takes the write lock up front, so two writers queue instead
-of failing when one of them upgrades a read lock); the write transactions of one process take
-turns on an in-process lock first, so they queue on the event loop instead of in SQLite's busy
-handler, whose sleeps of up to 100 ms made the tail of a write burst seconds long. PostgreSQL:
+Dialect quirks live here. SQLite: WAL, foreign keys on, driven on the event loop's thread
+(``sqlite_inline``), and every write transaction is ``BEGIN IMMEDIATE`` (it takes the write lock
+up front, so two writers queue instead of failing when one of them upgrades a read lock); the
+write transactions of one process take turns on an in-process lock first, so they queue on the
+event loop instead of in SQLite's busy handler, whose sleeps of up to 100 ms made the tail of a
+write burst seconds long; a lock held by another process is waited for on the loop too
+(``asyncio.sleep`` between tries, for up to ``SQLITE_WRITE_WAIT_SECONDS``). PostgreSQL:
 waiters are woken with ``LISTEN/NOTIFY`` on a dedicated connection, on every node; SQLite wakes
 the waiters of its own process. A notification is sent by the transaction that made the change,
 at its commit, so a waiter never looks before the change is visible.
@@ -23,13 +25,20 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ColumnElement, Connection, Row, event, func, literal, select, type_coerce
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.schema import Table
 
 from qwenedit.errors import ConfigError
+from qwenedit.store import sqlite_inline
 from qwenedit.store.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,10 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _BEGIN = "qwenedit_begin"
 """Execution option naming the statement that opens a SQLite transaction."""
+SQLITE_WRITE_WAIT_SECONDS = 30.0
+"""How long a write waits for another process's SQLite write lock before it fails."""
+SQLITE_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""Pauses between tries for a busy SQLite write lock; the last one repeats."""
 
 
 def create_private_file(path: Path) -> None:
@@ -57,12 +70,19 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, PRIVATE_FILE_MODE)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _sqlite_engine(path: str) -> AsyncEngine:
+    """An engine whose connections are ``sqlite_inline`` ones, in autocommit mode: the driver
+    emits no ``BEGIN``; we do, below."""
+
+    async def open_connection() -> sqlite_inline.InlineConnection:
+        return sqlite_inline.connect(path)
+
+    engine = create_async_engine("sqlite+aiosqlite://", async_creator=open_connection)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        dbapi_connection.isolation_level = None  # the driver emits no BEGIN; we do, below
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -71,6 +91,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(
             connection.get_execution_options().get(_BEGIN, "BEGIN IMMEDIATE")
         )
+
+    return engine
+
+
+async def _started(connection: AsyncConnection) -> AsyncTransaction:
+    transaction = connection.begin()
+    await transaction.start(is_ctxmanager=True)
+    return transaction
+
+
+def _is_busy(error: sa_exc.OperationalError) -> bool:
+    return "database is locked" in str(error.orig)
 
 
 class Subscription:
@@ -116,11 +148,10 @@ class Database:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
         if backend == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                create_private_file(Path(parsed.database))
-            engine = create_async_engine(parsed)
-            _configure_sqlite(engine)
-            return cls(engine, listen_dsn=None)
+            path = parsed.database or ":memory:"
+            if path != ":memory:":
+                create_private_file(Path(path))
+            return cls(_sqlite_engine(path), listen_dsn=None)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             return cls(create_async_engine(parsed, pool_pre_ping=True), listen_dsn=dsn)
@@ -144,12 +175,32 @@ class Database:
             pending: set[str] = set()
             self._pending[id(connection)] = pending
             try:
-                async with connection.begin():
+                async with contextlib.AsyncExitStack() as scope:
+                    scope.push_async_exit(await self._begin(connection, write))
                     yield connection
             finally:
                 del self._pending[id(connection)]
             for channel in pending:
                 self._wake(channel)
+
+    async def _begin(self, connection: AsyncConnection, write: bool) -> AsyncTransaction:
+        """Open the transaction (its ``__aexit__`` commits or rolls back). A SQLite write whose
+        lock another process holds is retried here, after a pause on the loop, until
+        ``SQLITE_WRITE_WAIT_SECONDS`` have passed."""
+        if self.dialect != "sqlite" or not write:
+            return await _started(connection)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SQLITE_WRITE_WAIT_SECONDS
+        pauses = iter(SQLITE_BUSY_PAUSES)
+        pause = SQLITE_BUSY_PAUSES[0]
+        while True:
+            try:
+                return await _started(connection)
+            except sa_exc.OperationalError as exc:
+                if not _is_busy(exc) or loop.time() >= deadline:
+                    raise
+            pause = next(pauses, pause)
+            await asyncio.sleep(pause)
 
     def clock(self, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
         """The database's time (plus an offset) as an SQL expression. Leases and the reaper

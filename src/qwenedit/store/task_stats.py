@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 
 from qwenedit.domain.task import TaskRecord, TaskStatus
 from qwenedit.store.database import AnyRow, Database
-from qwenedit.store.tables import accounts, tasks
+from qwenedit.store.tables import UtcDateTime, accounts, tasks
 from qwenedit.store.task_rows import COMPLETED, PENDING
 
 
@@ -24,6 +24,31 @@ class QueueAhead:
 
 _IMAGES = case((tasks.c.price_milli > 0, tasks.c.reserved_milli // tasks.c.price_milli), else_=1)
 """A task's ``n`` without reading its params: the reserve is ``n`` times the price."""
+
+
+_OLDER_OWN = (tasks.c.account_id == bindparam("account_id")) & (
+    (tasks.c.created_at < bindparam("created_at", type_=UtcDateTime()))
+    | (
+        (tasks.c.created_at == bindparam("created_at", type_=UtcDateTime()))
+        & (tasks.c.id < bindparam("id"))
+    )
+)
+_PENDING_BY_ACCOUNT = (
+    select(
+        tasks.c.account_id,
+        accounts.c.last_claimed_at,
+        func.min(tasks.c.created_at).label("oldest"),
+        func.count().label("pending"),
+        func.sum(_IMAGES).label("images"),
+        func.sum(case((_OLDER_OWN, 1), else_=0)).label("older"),
+        func.sum(case((_OLDER_OWN, _IMAGES), else_=0)).label("older_images"),
+    )
+    .join_from(tasks, accounts)
+    .where(tasks.c.status == PENDING)
+    .group_by(tasks.c.account_id, accounts.c.last_claimed_at)
+)
+"""Every account's pending queue, and how much of the asking account's is older than the
+task asked about (one statement, built once: the queue position is read at every create)."""
 
 
 def _turn(queue: AnyRow) -> tuple[bool, datetime, datetime]:
@@ -44,34 +69,16 @@ class TaskStats:
         ``k`` rounds: up to ``k`` tasks of every other account, one more of each account
         whose turn comes before this one's. (Images of another account's tasks are
         prorated from its pending total.)"""
-        older = (tasks.c.created_at < task.created_at) | (
-            (tasks.c.created_at == task.created_at) & (tasks.c.id < task.id)
-        )
         async with self._db.transaction(write=False) as connection:
-            own = (
-                await connection.execute(
-                    select(func.count(), func.coalesce(func.sum(_IMAGES), 0)).where(
-                        tasks.c.status == PENDING, tasks.c.account_id == task.account_id, older
-                    )
-                )
-            ).one()
             queues = (
                 await connection.execute(
-                    select(
-                        tasks.c.account_id,
-                        accounts.c.last_claimed_at,
-                        func.min(tasks.c.created_at).label("oldest"),
-                        func.count().label("pending"),
-                        func.sum(_IMAGES).label("images"),
-                    )
-                    .join_from(tasks, accounts)
-                    .where(tasks.c.status == PENDING)
-                    .group_by(tasks.c.account_id, accounts.c.last_claimed_at)
+                    _PENDING_BY_ACCOUNT,
+                    {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
                 )
             ).all()
-        rounds = int(own[0])
-        ahead = QueueAhead(tasks=rounds, images=int(own[1]))
         mine = next((q for q in queues if q.account_id == task.account_id), None)
+        rounds = 0 if mine is None else int(mine.older)
+        ahead = QueueAhead(tasks=rounds, images=0 if mine is None else int(mine.older_images))
         for queue in queues:
             if queue.account_id == task.account_id:
                 continue

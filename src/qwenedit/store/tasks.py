@@ -40,6 +40,9 @@ from qwenedit.store.task_rows import (
     task_record,
 )
 
+_INSERT = insert(tasks).returning(*tasks.c)
+"""Built once (a create is the hottest write): its parameters travel apart from it."""
+
 
 @dataclass(frozen=True)
 class NewTask:
@@ -129,21 +132,20 @@ class TaskRepo:
             await _check_limits(connection, new.account_id, limits)
             row = (
                 await connection.execute(
-                    insert(tasks)
-                    .values(
-                        id=new.id,
-                        account_id=new.account_id,
-                        user_group=account.user_group,
-                        status=PENDING,
-                        progress=0,
-                        attempt=0,
-                        params=params_json(new.params),
-                        price_milli=new.price_milli,
-                        reserved_milli=new.reserve_milli,
-                        created_at=new.created_at,
-                        result_keys=NO_RESULTS,
-                    )
-                    .returning(*tasks.c)
+                    _INSERT,
+                    {
+                        "id": new.id,
+                        "account_id": new.account_id,
+                        "user_group": account.user_group,
+                        "status": PENDING,
+                        "progress": 0,
+                        "attempt": 0,
+                        "params": params_json(new.params),
+                        "price_milli": new.price_milli,
+                        "reserved_milli": new.reserve_milli,
+                        "created_at": new.created_at,
+                        "result_keys": NO_RESULTS,
+                    },
                 )
             ).one()
             await self._db.notify_on_commit(connection, TASKS_CHANNEL)

@@ -1,0 +1,84 @@
+"""SQLite runs on the event loop's thread: a write lock held by another process is waited for
+with the loop free, and a write that cannot get it in time fails instead of hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+
+from qwenedit.store import database as database_module
+from qwenedit.store.accounts import AccountRepo
+from qwenedit.store.database import Database
+from qwenedit.store.migrate import ensure_schema
+from qwenedit.store.tables import accounts
+
+
+def hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> threading.Thread:
+    """Another connection (as another process would) takes the write lock for ``seconds``."""
+
+    def run() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        threading.Event().wait(seconds)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}"
+    db = Database.connect(url)
+    await ensure_schema(db, url)
+    yield db
+    await db.close()
+
+
+async def test_a_write_waits_for_another_writer_with_the_loop_free(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    holding = threading.Event()
+    holder = hold_write_lock(tmp_path / "qwenedit.db", 0.5, holding)
+    await asyncio.to_thread(holding.wait)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    account = await AccountRepo(sqlite_db).ensure("acme")  # a write: waits for the lock
+    ticker.cancel()
+    await asyncio.to_thread(holder.join)
+    assert ticks >= 10, "the event loop stood still while the write waited"
+    async with sqlite_db.transaction(write=False) as connection:
+        names = (await connection.execute(select(accounts.c.name))).scalars().all()
+    assert names == [account.name]
+
+
+async def test_a_write_that_cannot_get_the_lock_in_time_fails(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "SQLITE_WRITE_WAIT_SECONDS", 0.2)
+    holding = threading.Event()
+    holder = hold_write_lock(tmp_path / "qwenedit.db", 1.5, holding)
+    await asyncio.to_thread(holding.wait)
+    with pytest.raises(sa_exc.OperationalError, match="database is locked"):
+        await AccountRepo(sqlite_db).ensure("acme")
+    await asyncio.to_thread(holder.join)
+    assert await AccountRepo(sqlite_db).get_by_name("acme") is None
+    await AccountRepo(sqlite_db).ensure("acme")  # the connection is usable again
+    assert await AccountRepo(sqlite_db).get_by_name("acme") is not None
