@@ -10,10 +10,9 @@
 idle: server CPU per second of wall time while nothing happens.
 
 Server CPU is utime + stime from ``/proc/<pid>/stat`` summed over the server's process tree (Cog
-runs a Rust HTTP server and a Python worker process). Cog is installed into a venv of its own:
-
-    python -m venv bench/.scratch/cog-venv
-    bench/.scratch/cog-venv/bin/pip install cog==0.23.1 coglet==0.23.1 pillow
+runs a Rust HTTP server and a Python worker process). Cog is not a dependency of the project: on
+its first run this script installs it into a venv of its own, ``bench/.scratch/cog-venv``
+(``cog==0.23.1 coglet==0.23.1 pillow`` from the package index; ``--no-cog`` skips it).
 
     .venv/bin/python bench/vs_cog.py [--tasks 30] [--seconds 8] [--idle 10]
 """
@@ -40,8 +39,10 @@ from PIL import Image
 from serverproc import free_port, percentile, postgres_database, running_server
 
 BENCH = Path(__file__).resolve().parent
-COG_PYTHON = BENCH / ".scratch" / "cog-venv" / "bin" / "python"
+COG_VENV = BENCH / ".scratch" / "cog-venv"
+COG_PYTHON = COG_VENV / "bin" / "python"
 COG_VERSION = "0.23.1"
+COG_PACKAGES = (f"cog=={COG_VERSION}", f"coglet=={COG_VERSION}", "pillow")
 IN_FLIGHT = 8
 CLIENTS = 16
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -367,10 +368,32 @@ def cog_server(workdir: Path) -> Iterator[tuple[str, int]]:
         log.close()
 
 
+def install_cog() -> str | None:
+    """Cog in its venv (made on first use); the reason when it cannot be had."""
+    if not COG_PYTHON.exists():
+        print(f"installing Cog {COG_VERSION} into {COG_VENV} ...", file=sys.stderr)
+        made = subprocess.run(
+            [sys.executable, "-m", "venv", str(COG_VENV)], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            return f"could not make {COG_VENV}: {made.stderr.strip()[-200:]}"
+    installed = subprocess.run(
+        [str(COG_PYTHON), "-m", "pip", "install", "--quiet", *COG_PACKAGES],
+        capture_output=True,
+        text=True,
+    )
+    if installed.returncode != 0:
+        return f"pip could not install {' '.join(COG_PACKAGES)}: {installed.stderr.strip()[-200:]}"
+    return None
+
+
 def measure_cog(workdir: Path, args: argparse.Namespace, image: str) -> Target | str:
     """The Cog figures, or the reason there are none."""
-    if not COG_PYTHON.exists():
-        return f"Cog is not installed: no {COG_PYTHON} (see this file's docstring)"
+    if args.no_cog:
+        return "skipped (--no-cog)"
+    problem = install_cog()
+    if problem is not None:
+        return problem
     version = subprocess.run(
         [str(COG_PYTHON), "-c", "import cog; print(cog.__version__)"],
         capture_output=True,
@@ -425,6 +448,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of (b) and (c)")
     parser.add_argument("--idle", type=float, default=10.0, help="length of the idle window")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--no-cog", action="store_true", help="qwenedit only, no Cog install")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]

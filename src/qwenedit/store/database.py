@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ColumnElement, Connection, Row, event, func, literal, select, type_coerce
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -54,6 +55,13 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _BEGIN = "qwenedit_begin"
 """Execution option naming the statement that opens a SQLite transaction."""
+PING_AFTER_IDLE_SECONDS = 2.0
+"""A pooled PostgreSQL connection that rested longer than this is pinged (three round trips)
+before it is handed out. One used more recently is only checked for a close the driver has
+already seen (a server that ended the session or restarted sends that at once): under load that
+saves the round trips on every transaction. A connection that broke silently meanwhile fails its
+statement, which invalidates it and every pooled connection older than the failure
+(SQLAlchemy's pool), so the next transaction gets a fresh one."""
 SQLITE_WRITE_WAIT_SECONDS = 30.0
 """How long a write waits for another process's SQLite write lock before it fails."""
 SQLITE_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
@@ -91,6 +99,28 @@ def _sqlite_engine(path: str) -> AsyncEngine:
         connection.exec_driver_sql(
             connection.get_execution_options().get(_BEGIN, "BEGIN IMMEDIATE")
         )
+
+    return engine
+
+
+def _postgres_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["rested_from"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise sa_exc.DisconnectionError("the server closed a pooled connection")
+        rested_from = record.info.get("rested_from")
+        if rested_from is None or time.monotonic() - rested_from < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise sa_exc.DisconnectionError(f"a pooled connection is gone: {exc}") from exc
 
     return engine
 
@@ -154,7 +184,7 @@ class Database:
             return cls(_sqlite_engine(path), listen_dsn=None)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            return cls(create_async_engine(parsed, pool_pre_ping=True), listen_dsn=dsn)
+            return cls(_postgres_engine(parsed), listen_dsn=dsn)
         raise ConfigError(f"Unsupported database {backend!r}: use sqlite or postgresql")
 
     @contextlib.asynccontextmanager

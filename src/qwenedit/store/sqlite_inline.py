@@ -7,16 +7,19 @@ microseconds. A create took ~40 of them. This module gives SQLAlchemy an object 
 aiosqlite's interface whose coroutines do the work at once, on the calling thread
 (``create_async_engine(..., async_creator=connect)``; the dialect stays ``sqlite+aiosqlite``).
 
-What keeps the loop from blocking: SQLite's busy handler waits at most ``BUSY_WAIT_MS``, so a
-lock held by another process never stalls the loop for long; ``Database`` takes the write lock
-with ``BEGIN IMMEDIATE`` and retries a busy one on the loop (``asyncio.sleep``), which is where
-all waiting for another process happens (a WAL reader never waits for a writer). Statements
+What keeps the loop from blocking: the commit of a transaction that wrote (SQLite's fsync,
+which a busy disk can stretch to many milliseconds) runs on a worker thread; SQLite's busy
+handler waits at most ``BUSY_WAIT_MS``, so a lock held by another process never stalls the loop
+for long; ``Database`` takes the write lock with ``BEGIN IMMEDIATE`` and retries a busy one on
+the loop (``asyncio.sleep``), which is where all waiting for another process happens (a WAL
+reader never waits for a writer). Statements
 are the small indexed ones of a queue; the embedded default serves one machine, and
 PostgreSQL (a real async driver) is for more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -90,6 +93,8 @@ class InlineConnection:
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._conn: sqlite3.Connection | None = connection
+        self._changes = connection.total_changes
+        """Rows changed through this connection up to the end of its last transaction."""
 
     @property
     def _connection(self) -> sqlite3.Connection | None:
@@ -112,10 +117,20 @@ class InlineConnection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
-        self._open().commit()
+        """A transaction that changed nothing ends here; one that wrote waits for its fsync
+        on a worker thread (the transaction keeps this connection until the commit returns,
+        so nothing else touches it meanwhile)."""
+        connection = self._open()
+        if connection.total_changes == self._changes:
+            connection.commit()
+            return
+        await asyncio.to_thread(connection.commit)
+        self._changes = connection.total_changes
 
     async def rollback(self) -> None:
-        self._open().rollback()
+        connection = self._open()
+        connection.rollback()
+        self._changes = connection.total_changes
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._open().create_function(*args, **kwargs)
