@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from qwenedit.store import database as database_module
 from qwenedit.store.accounts import AccountRepo
@@ -82,3 +82,31 @@ async def test_a_write_that_cannot_get_the_lock_in_time_fails(
     assert await AccountRepo(sqlite_db).get_by_name("acme") is None
     await AccountRepo(sqlite_db).ensure("acme")  # the connection is usable again
     assert await AccountRepo(sqlite_db).get_by_name("acme") is not None
+
+
+async def test_a_reader_never_sees_a_write_that_is_not_committed(sqlite_db: Database) -> None:
+    """Each transaction has a connection of its own, even with statements run on the loop."""
+    writing, looked = asyncio.Event(), asyncio.Event()
+
+    async def write() -> None:
+        async with sqlite_db.transaction() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO accounts (name, user_group, balance_milli, created_at, "
+                    "webhook_secret) VALUES ('acme', 'default', 0, '2026-01-01', 's')"
+                )
+            )
+            writing.set()
+            await looked.wait()
+
+    async def read() -> list[str]:
+        await writing.wait()
+        async with sqlite_db.transaction(write=False) as connection:
+            names = list((await connection.execute(select(accounts.c.name))).scalars())
+        looked.set()
+        return names
+
+    _, seen = await asyncio.gather(write(), read())
+    assert seen == []
+    async with sqlite_db.transaction(write=False) as connection:
+        assert list((await connection.execute(select(accounts.c.name))).scalars()) == ["acme"]

@@ -78,14 +78,15 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, PRIVATE_FILE_MODE)
 
 
-def _sqlite_engine(path: str) -> AsyncEngine:
+def _sqlite_engine(url: URL, path: str) -> AsyncEngine:
     """An engine whose connections are ``sqlite_inline`` ones, in autocommit mode: the driver
-    emits no ``BEGIN``; we do, below."""
+    emits no ``BEGIN``; we do, below. The URL still names the file: it decides the pool (a
+    connection per transaction for a file; one shared connection only for ``:memory:``)."""
 
     async def open_connection() -> sqlite_inline.InlineConnection:
         return sqlite_inline.connect(path)
 
-    engine = create_async_engine("sqlite+aiosqlite://", async_creator=open_connection)
+    engine = create_async_engine(url, async_creator=open_connection)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -181,7 +182,7 @@ class Database:
             path = parsed.database or ":memory:"
             if path != ":memory:":
                 create_private_file(Path(path))
-            return cls(_sqlite_engine(path), listen_dsn=None)
+            return cls(_sqlite_engine(parsed, path), listen_dsn=None)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             return cls(_postgres_engine(parsed), listen_dsn=dsn)

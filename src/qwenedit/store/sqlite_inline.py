@@ -118,14 +118,24 @@ class InlineConnection:
 
     async def commit(self) -> None:
         """A transaction that changed nothing ends here; one that wrote waits for its fsync
-        on a worker thread (the transaction keeps this connection until the commit returns,
-        so nothing else touches it meanwhile)."""
+        on a worker thread. That commit is never abandoned: a caller cancelled meanwhile still
+        waits for it (then is cancelled), so the connection is never used by two threads and
+        the transaction is never left half-ended."""
         connection = self._open()
         if connection.total_changes == self._changes:
             connection.commit()
             return
-        await asyncio.to_thread(connection.commit)
+        committing = asyncio.get_running_loop().run_in_executor(None, connection.commit)
+        cancelled = False
+        while not committing.done():
+            try:
+                await asyncio.shield(committing)
+            except asyncio.CancelledError:
+                cancelled = True
         self._changes = connection.total_changes
+        committing.result()
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def rollback(self) -> None:
         connection = self._open()
