@@ -165,7 +165,7 @@ class EditService:
                 task.params.n,
                 extra=task_fields(task, status="pending"),
             )
-        return await self.present(task)
+        return await self.present(task, ahead=created.ahead)
 
     async def get(self, account: Caller, task_id: str) -> TaskObject:
         task = await self._find(account, task_id)
@@ -188,11 +188,15 @@ class EditService:
             task_id, account.id, retention_seconds=self._retention.task_retention
         )
 
-    async def present(self, task: TaskRecord) -> TaskObject:
+    async def present(self, task: TaskRecord, *, ahead: QueueAhead | None = None) -> TaskObject:
+        """The task as the client sees it; ``ahead`` when its queue was just read."""
         if task.status.is_terminal:
             return self._presenter.view(task, now=datetime.now(UTC), estimated_time=0)
         queued = task.status is TaskStatus.PENDING and task.attempt == 0
-        ahead = await self._stats.queue_ahead(task) if queued else QueueAhead(0, 0)
+        if not queued:
+            ahead = QueueAhead(0, 0)
+        elif ahead is None:
+            ahead = await self._stats.queue_ahead(task)
         return self._presenter.view(
             task,
             now=datetime.now(UTC),

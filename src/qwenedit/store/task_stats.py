@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord, TaskStatus
 from qwenedit.store.database import AnyRow, Database
@@ -58,35 +59,38 @@ def _turn(queue: AnyRow) -> tuple[bool, datetime, datetime]:
     return (not never, queue.last_claimed_at or queue.oldest, queue.oldest)
 
 
+async def queue_ahead_on(connection: AsyncConnection, task: TaskRecord) -> QueueAhead:
+    """The pending tasks the claim takes before this one. The claim serves accounts in turn
+    (the one served longest ago first, then by its oldest task) and each account's tasks oldest
+    first, so with ``k`` older tasks of its own ahead, this task waits for ``k`` rounds: up to
+    ``k`` tasks of every other account, one more of each account whose turn comes before this
+    one's. (Images of another account's tasks are prorated from its pending total.)"""
+    queues = (
+        await connection.execute(
+            _PENDING_BY_ACCOUNT,
+            {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
+        )
+    ).all()
+    mine = next((q for q in queues if q.account_id == task.account_id), None)
+    rounds = 0 if mine is None else int(mine.older)
+    ahead = QueueAhead(tasks=rounds, images=0 if mine is None else int(mine.older_images))
+    for queue in queues:
+        if queue.account_id == task.account_id:
+            continue
+        first = mine is None or _turn(queue) < _turn(mine)
+        taken = min(int(queue.pending), rounds + (1 if first else 0))
+        images = round(int(queue.images) * taken / int(queue.pending))
+        ahead = QueueAhead(tasks=ahead.tasks + taken, images=ahead.images + images)
+    return ahead
+
+
 class TaskStats:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def queue_ahead(self, task: TaskRecord) -> QueueAhead:
-        """The pending tasks the claim takes before this one. The claim serves accounts in
-        turn (the one served longest ago first, then by its oldest task) and each account's
-        tasks oldest first, so with ``k`` older tasks of its own ahead, this task waits for
-        ``k`` rounds: up to ``k`` tasks of every other account, one more of each account
-        whose turn comes before this one's. (Images of another account's tasks are
-        prorated from its pending total.)"""
         async with self._db.transaction(write=False) as connection:
-            queues = (
-                await connection.execute(
-                    _PENDING_BY_ACCOUNT,
-                    {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
-                )
-            ).all()
-        mine = next((q for q in queues if q.account_id == task.account_id), None)
-        rounds = 0 if mine is None else int(mine.older)
-        ahead = QueueAhead(tasks=rounds, images=0 if mine is None else int(mine.older_images))
-        for queue in queues:
-            if queue.account_id == task.account_id:
-                continue
-            first = mine is None or _turn(queue) < _turn(mine)
-            taken = min(int(queue.pending), rounds + (1 if first else 0))
-            images = round(int(queue.images) * taken / int(queue.pending))
-            ahead = QueueAhead(tasks=ahead.tasks + taken, images=ahead.images + images)
-        return ahead
+            return await queue_ahead_on(connection, task)
 
     async def counts_by_status(self) -> dict[str, int]:
         """Tasks by stored status, every status present (for the metrics gauge)."""

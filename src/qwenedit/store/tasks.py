@@ -39,6 +39,7 @@ from qwenedit.store.task_rows import (
     purgeable,
     task_record,
 )
+from qwenedit.store.task_stats import QueueAhead, queue_ahead_on
 
 _INSERT = insert(tasks).returning(*tasks.c)
 """Built once (a create is the hottest write): its parameters travel apart from it."""
@@ -81,6 +82,8 @@ class Created:
     task: TaskRecord
     replayed: bool
     """``True`` when an idempotency key returned the task it created before."""
+    ahead: QueueAhead | None = None
+    """The queue ahead of a new task, read in its create transaction."""
 
 
 class TaskRepo:
@@ -159,7 +162,9 @@ class TaskRepo:
                         created_at=new.created_at,
                     )
                 )
-        return Created(task_record(row), replayed=False)
+            task = task_record(row)
+            ahead = await queue_ahead_on(connection, task)
+        return Created(task, replayed=False, ahead=ahead)
 
     async def get(self, task_id: str, account_id: int, *, retention_seconds: float) -> TaskRecord:
         """The task if it belongs to ``account_id`` and is not past retention, else
