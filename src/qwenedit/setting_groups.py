@@ -147,6 +147,8 @@ class QueueSettings(Group):
     """The slow fallback: dispatchers are woken at the commit that queues a callback, and
     sleep until the next retry falls due."""
     reaper_seconds: float = Field(5.0, gt=0)
+    """The shortest pause between two lease passes of the reaper, which otherwise looks when
+    the earliest running lease runs out, and once a lease when none is running."""
     task_timeout: float = Field(1800.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
 
@@ -185,8 +187,8 @@ class RetentionSettings(Group):
     task_retention: float = 7 * 24 * 3600.0
     retention_sweep_seconds: float = Field(60.0, gt=0)
     """How often the reaper deletes what outlived the times above (the lease pass that requeues
-    lost tasks runs every ``reaper_seconds``); a sweep is five queries, and these times are
-    hours, so sweeping as often as leases are checked was most of the idle CPU."""
+    lost tasks has its own schedule, see ``reaper_seconds``); a sweep is five queries, and these
+    times are hours, so sweeping as often as leases are checked was most of the idle CPU."""
 
 
 class StreamSettings(Group):
