@@ -141,12 +141,17 @@ class QueueSettings(Group):
     lease_seconds: float = Field(60.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     max_attempts: int = Field(3, ge=1)
-    poll_seconds: float = Field(5.0, gt=0)
-    """The slow fallback: workers are woken by a notification when a task is queued."""
-    callback_poll_seconds: float = Field(5.0, gt=0)
+    poll_seconds: float = Field(30.0, gt=0)
+    """The slow fallback: workers are woken by a notification when a task is queued (and when
+    their LISTEN connection ends); this poll covers one that never arrived (a connection gone
+    silently deaf, another process on the same SQLite file). Each look is a claim, a few ms of
+    CPU, so an idle worker looks rarely."""
+    callback_poll_seconds: float = Field(30.0, gt=0)
     """The slow fallback: dispatchers are woken at the commit that queues a callback, and
-    sleep until the next retry falls due."""
+    sleep until the next retry falls due; this poll covers a wake-up that never arrived."""
     reaper_seconds: float = Field(5.0, gt=0)
+    """The shortest pause between two lease passes of the reaper, which otherwise looks when
+    the earliest running lease runs out, and once a lease when none is running."""
     task_timeout: float = Field(1800.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
 
@@ -183,10 +188,11 @@ class RetentionSettings(Group):
     upload_ttl: float = 72 * 3600.0
     idempotency_window: float = 24 * 3600.0
     task_retention: float = 7 * 24 * 3600.0
-    retention_sweep_seconds: float = Field(60.0, gt=0)
+    retention_sweep_seconds: float = Field(300.0, gt=0)
     """How often the reaper deletes what outlived the times above (the lease pass that requeues
-    lost tasks runs every ``reaper_seconds``); a sweep is five queries, and these times are
-    hours, so sweeping as often as leases are checked was most of the idle CPU."""
+    lost tasks has its own schedule, see ``reaper_seconds``). A sweep is five queries, and these
+    times are hours; what outlived them is refused when asked for, whether or not it has been
+    deleted yet, so the sweep only frees space and may run rarely."""
 
 
 class StreamSettings(Group):

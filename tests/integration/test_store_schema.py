@@ -21,6 +21,7 @@ from qwenedit.store.database import OUTBOX_CHANNEL, TASKS_CHANNEL, Database, Sub
 from qwenedit.store.migrate import ensure_schema, head_revision, upgrade
 from qwenedit.store.sqlite_inline import BUSY_WAIT_MS
 from qwenedit.store.tables import accounts, metadata
+from support.postgres import terminate_backends
 
 
 def _schema_diff(connection: Connection) -> list[object]:
@@ -154,6 +155,27 @@ async def test_another_node_is_woken_through_postgresql(pg_url: str) -> None:
         waiting = asyncio.create_task(waiter.wait(60))
         await asyncio.sleep(0.05)
         await notify(this_node, OUTBOX_CHANNEL)
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await this_node.close()
+        await other_node.close()
+
+
+@pytest.mark.postgres
+async def test_a_lost_listen_connection_wakes_its_waiters_who_then_listen_again(
+    pg_url: str,
+) -> None:
+    this_node, other_node = Database.connect(pg_url), Database.connect(pg_url)
+    try:
+        waiter = await subscribed(this_node, TASKS_CHANNEL)
+        waiting = asyncio.create_task(waiter.wait(60))
+        await asyncio.sleep(0.05)
+        assert terminate_backends(pg_url.rsplit("/", 1)[1]) > 0  # LISTEN's among them
+        await asyncio.wait_for(waiting, 10)  # at once, not at the end of its 60 s
+        await waiter.wait(0)  # listens again
+        waiting = asyncio.create_task(waiter.wait(60))
+        await asyncio.sleep(0.05)
+        await notify(other_node, TASKS_CHANNEL)
         await asyncio.wait_for(waiting, 10)
     finally:
         await this_node.close()

@@ -290,6 +290,21 @@ async def test_reap_requeues_then_fails_past_the_attempt_limit(
     assert await store.queue.reap(max_attempts=2) == Reaped([], [])
 
 
+async def test_seconds_until_expiry_is_the_earliest_running_lease(
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
+) -> None:
+    acme = await funded(accounts)
+    assert await store.queue.seconds_until_expiry() is None  # nothing is running
+    for _ in range(3):
+        await store.create(new_task(acme.id))
+    await claimed(store, "w1", lease=600)
+    await claimed(store, "w2", lease=60)
+    soonest = await store.queue.seconds_until_expiry()
+    assert soonest is not None and 50 < soonest <= 60
+    await claimed(store, "w3", lease=EXPIRED)
+    assert await store.queue.seconds_until_expiry() == 0
+
+
 async def test_release_hands_the_task_back_without_counting(
     accounts: AccountRepo, store: Store, new_task: NewTaskFactory
 ) -> None:

@@ -26,7 +26,7 @@ from qwenedit.errors import ConfigError
 from qwenedit.logs import configure_logging
 
 if TYPE_CHECKING:
-    import uvicorn
+    from qwenedit.api.http_server import HttpServer
 
 ENGINE_OPTIONS: dict[str, Any] = {
     "engine": Annotated[
@@ -118,7 +118,7 @@ class _StopOnFatal:
     for SIGTERM, and afterwards the exit status says that it failed."""
 
     def __init__(self) -> None:
-        self.server: uvicorn.Server | None = None
+        self.server: HttpServer | None = None
         self.happened = False
 
     def __call__(self) -> None:
@@ -146,6 +146,7 @@ def serve(
 
     from qwenedit.api.app import create_app
     from qwenedit.api.connections import protocol_for
+    from qwenedit.api.http_server import HttpServer
     from qwenedit.engines.registry import load_engine
     from qwenedit.node import NodeOptions, check_start, node_runtime
     from qwenedit.runtime import default_public_url
@@ -177,7 +178,7 @@ def serve(
         http=protocol_for(settings),
         ws="none",
     )
-    on_fatal.server = uvicorn.Server(config)
+    on_fatal.server = HttpServer(config)
     err.print(f"qwenedit {__version__} listening on http://{host}:{port} (links: {public_url})")
     signal.signal(signal.SIGTERM, _exit_cleanly)
     on_fatal.server.run()

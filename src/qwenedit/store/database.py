@@ -294,6 +294,7 @@ class Database:
                 listener = await asyncpg.connect(self._listen_dsn, timeout=LISTEN_CONNECT_TIMEOUT)
                 for channel in CHANNELS:
                     await listener.add_listener(channel, self._on_notify)
+                listener.add_termination_listener(self._on_listener_lost)
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("LISTEN failed, polling instead: %s", type(exc).__name__)
                 if listener is not None:
@@ -309,6 +310,13 @@ class Database:
 
     def _on_notify(self, _connection: object, _pid: int, channel: str, _payload: str) -> None:
         self._wake(channel)
+
+    def _on_listener_lost(self, _connection: object) -> None:
+        """The LISTEN connection ended (the server ended it, the network failed): every waiter
+        looks now and listens again at its next wait, rather than hearing nothing until its
+        fallback poll."""
+        for channel in CHANNELS:
+            self._wake(channel)
 
     async def close(self) -> None:
         if self._listener is not None:

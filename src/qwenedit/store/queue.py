@@ -111,6 +111,22 @@ class QueueRepo:
                 await self._db.notify_on_commit(connection, TASKS_CHANNEL)
         return result.rowcount > 0
 
+    async def seconds_until_expiry(self) -> float | None:
+        """How long until the earliest running lease runs out, by the database's clock (0 if
+        one has); ``None`` if no task is processing."""
+        async with self._db.transaction(write=False) as connection:
+            soonest, now = (
+                await connection.execute(
+                    select(func.min(tasks.c.lease_expires_at), self._db.clock()).where(
+                        tasks.c.status == PROCESSING
+                    )
+                )
+            ).one()
+        if soonest is None:
+            return None
+        seconds: float = (soonest - now).total_seconds()
+        return max(0.0, seconds)
+
     async def reap(self, *, max_attempts: int) -> Reaped:
         """Tasks whose lease expired go back to pending (progress kept; the attempt was counted
         at claim) or, on their last attempt, fail with ``service_error`` and a full refund."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime
 
@@ -14,12 +15,14 @@ from qwenedit.errors import DependencyUnavailable
 from qwenedit.logs import task_fields
 from qwenedit.resilience import Retry
 from qwenedit.runtime import Runtime
+from qwenedit.setting_groups import QueueSettings
 
 log = logging.getLogger(__name__)
 
 
-async def reap_once(runtime: Runtime) -> None:
-    """Requeue or end the tasks whose lease ran out."""
+async def reap_once(runtime: Runtime) -> float | None:
+    """Requeue or end the tasks whose lease ran out; how long until the earliest lease still
+    running runs out (``None``: no task is running)."""
     settings = runtime.settings
     reaped = await runtime.queue.reap(max_attempts=settings.max_attempts)
     for task_id in reaped.requeued:
@@ -37,6 +40,19 @@ async def reap_once(runtime: Runtime) -> None:
             task.attempt,
             extra=task_fields(task, status="failed", code=task.error_code),
         )
+    return await runtime.queue.seconds_until_expiry()
+
+
+def next_lease_pass(expiry_in: float | None, settings: QueueSettings) -> float:
+    """Seconds until the next lease pass: when the earliest running lease runs out or, with
+    none running, a whole lease from now (a lease taken after this pass cannot run out
+    sooner); never sooner than ``reaper_seconds``. An idle node looks once a lease instead of
+    every few seconds, and a lost task is still requeued when its lease runs out.
+
+    A node whose ``LEASE_SECONDS`` is shorter than this one's has its leases reaped by its own
+    reaper; if that node is gone, by this one up to the difference late."""
+    due = settings.lease_seconds if expiry_in is None else min(expiry_in, settings.lease_seconds)
+    return max(due, settings.reaper_seconds)
 
 
 async def sweep_once(runtime: Runtime) -> None:
@@ -58,19 +74,22 @@ async def sweep_once(runtime: Runtime) -> None:
 
 
 async def run_reaper(runtime: Runtime, stop: asyncio.Event, passes: Retry) -> None:
-    """A lease pass every ``reaper_seconds`` and a retention sweep every
+    """A lease pass when ``next_lease_pass`` says and a retention sweep every
     ``retention_sweep_seconds``; one that meets an outage is retried whole (every step of it
     can run twice)."""
-    swept_at: float | None = None
+    settings = runtime.settings
+    swept_at = -math.inf
     while not stop.is_set():
         now = time.monotonic()
-        sweep = swept_at is None or now - swept_at >= runtime.settings.retention_sweep_seconds
+        sweep = now - swept_at >= settings.retention_sweep_seconds
         try:
-            await passes.run(lambda: reap_once(runtime), stop=stop)
+            expiry_in = await passes.run(lambda: reap_once(runtime), stop=stop)
             if sweep:
                 await passes.run(lambda: sweep_once(runtime), stop=stop)
                 swept_at = now
         except DependencyUnavailable:
             return
+        next_sweep = swept_at + settings.retention_sweep_seconds - time.monotonic()
+        wait = min(next_lease_pass(expiry_in, settings), next_sweep)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=runtime.settings.reaper_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, wait))
