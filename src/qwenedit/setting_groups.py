@@ -143,9 +143,9 @@ class QueueSettings(Group):
     max_attempts: int = Field(3, ge=1)
     poll_seconds: float = Field(30.0, gt=0)
     """The slow fallback: workers are woken by a notification when a task is queued (and when
-    their LISTEN connection ends); this poll covers one that never arrived (a connection gone
-    silently deaf, another process on the same SQLite file). Each look is a claim, a few ms of
-    CPU, so an idle worker looks rarely."""
+    their LISTEN connection ends; on SQLite, within a second of another process's commit);
+    this poll covers one that never arrived (a connection gone silently deaf). Each look is a
+    claim, a few ms of CPU, so an idle worker looks rarely."""
     callback_poll_seconds: float = Field(30.0, gt=0)
     """The slow fallback: dispatchers are woken at the commit that queues a callback, and
     sleep until the next retry falls due; this poll covers a wake-up that never arrived."""

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from qwenedit.store import database as database_module
 from qwenedit.store.accounts import AccountRepo
-from qwenedit.store.database import Database
+from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.tables import accounts
 
@@ -110,3 +110,20 @@ async def test_a_reader_never_sees_a_write_that_is_not_committed(sqlite_db: Data
     assert seen == []
     async with sqlite_db.transaction(write=False) as connection:
         assert list((await connection.execute(select(accounts.c.name))).scalars()) == ["acme"]
+
+
+async def test_a_commit_by_another_process_wakes_the_waiters(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """No notification crosses processes on SQLite: the node watches the file instead."""
+    waiting = await sqlite_db.subscribe(TASKS_CHANNEL)
+    await waiting.wait(0.2)  # the watch has read the file's version by now
+    other = sqlite3.connect(tmp_path / "qwenedit.db", isolation_level=None)
+    other.execute(
+        "INSERT INTO accounts (name, user_group, balance_milli, created_at, webhook_secret) "
+        "VALUES ('other', 'default', 0, '2026-01-01', 's')"
+    )
+    other.close()
+    woken = asyncio.create_task(waiting.wait(600))
+    await asyncio.wait_for(woken, 30)  # heard long before the 600 s fallback
+    waiting.close()

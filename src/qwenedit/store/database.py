@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,11 @@ already seen (a server that ended the session or restarted sends that at once): 
 saves the round trips on every transaction. A connection that broke silently meanwhile fails its
 statement, which invalidates it and every pooled connection older than the failure
 (SQLAlchemy's pool), so the next transaction gets a fresh one."""
+SQLITE_WATCH_SECONDS = 1.0
+"""How often a SQLite node looks whether another process wrote to its file (``PRAGMA
+data_version``, which reads no table): its waiters are woken then, so a worker, a CLI command
+or another node on the same file is heard within a second, and an idle node does next to
+nothing."""
 SQLITE_WRITE_WAIT_SECONDS = 30.0
 """How long a write waits for another process's SQLite write lock before it fails."""
 SQLITE_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
@@ -161,8 +167,13 @@ class Subscription:
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, listen_dsn: str | None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, listen_dsn: str | None, watch_path: str | None = None
+    ) -> None:
         self._engine = engine
+        self._watch_path = watch_path
+        """The SQLite file whose commits by other processes wake this node's waiters."""
+        self._watcher: asyncio.Task[None] | None = None
         self._reader = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if engine.dialect.name == "postgresql"
@@ -190,7 +201,8 @@ class Database:
             path = parsed.database or ":memory:"
             if path != ":memory:":
                 create_private_file(Path(path))
-            return cls(_sqlite_engine(parsed, path), listen_dsn=None)
+            watched = None if path == ":memory:" else path
+            return cls(_sqlite_engine(parsed, path), listen_dsn=None, watch_path=watched)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             return cls(_postgres_engine(parsed), listen_dsn=dsn)
@@ -283,7 +295,12 @@ class Database:
             subscription.wake()
 
     async def ensure_listening(self) -> None:
-        """(Re)open the LISTEN connection; if that fails, waiting degrades to polling."""
+        """(Re)open the LISTEN connection, or start watching the SQLite file; if that fails,
+        waiting degrades to polling."""
+        if self._watch_path is not None and self._watcher is None:
+            self._watcher = asyncio.create_task(
+                self._watch_other_processes(self._watch_path), name="sqlite-watch"
+            )
         if self._listen_dsn is None:
             return
         async with self._listen_lock:
@@ -318,7 +335,32 @@ class Database:
         for channel in CHANNELS:
             self._wake(channel)
 
+    async def _watch_other_processes(self, path: str) -> None:
+        """Wake every waiter when the file's ``data_version`` moved: some other connection
+        committed (this node's own commits move it too; their waiters then look once more)."""
+        watch = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            seen = None
+            while True:
+                try:
+                    version = watch.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error as exc:
+                    log.warning("cannot watch %s for other writers: %s", path, exc)
+                else:
+                    if seen is not None and version != seen:
+                        for channel in CHANNELS:
+                            self._wake(channel)
+                    seen = version
+                await asyncio.sleep(SQLITE_WATCH_SECONDS)
+        finally:
+            watch.close()
+
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
