@@ -133,9 +133,9 @@ class InlineConnection:
             except asyncio.CancelledError:
                 cancelled = True
         self._changes = connection.total_changes
-        committing.result()
-        if cancelled:
+        if cancelled:  # whatever the commit's outcome, the caller asked to stop
             raise asyncio.CancelledError
+        committing.result()
 
     async def rollback(self) -> None:
         connection = self._open()
