@@ -7,17 +7,20 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
 
+from qwenedit.domain.task import TaskParams, new_task_id
 from qwenedit.store import database as database_module
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.tables import accounts
+from qwenedit.store.tasks import Limits, NewTask, TaskRepo
 
 
 def hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> threading.Thread:
@@ -112,18 +115,39 @@ async def test_a_reader_never_sees_a_write_that_is_not_committed(sqlite_db: Data
         assert list((await connection.execute(select(accounts.c.name))).scalars()) == ["acme"]
 
 
-async def test_a_commit_by_another_process_wakes_the_waiters(
+async def test_a_task_queued_by_another_process_wakes_the_waiters(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
-    """No notification crosses processes on SQLite: the node watches the file instead."""
+    """No notification crosses processes on SQLite: the node watches the file instead, and
+    wakes its workers when the pending tasks changed there."""
     waiting = await sqlite_db.subscribe(TASKS_CHANNEL)
-    await waiting.wait(0.2)  # the watch has read the file's version by now
-    other = sqlite3.connect(tmp_path / "qwenedit.db", isolation_level=None)
-    other.execute(
-        "INSERT INTO accounts (name, user_group, balance_milli, created_at, webhook_secret) "
-        "VALUES ('other', 'default', 0, '2026-01-01', 's')"
-    )
-    other.close()
+    await waiting.wait(0.2)  # the watch has read the file by now
+    other = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}")  # as another
+    try:  # process would: its own wake-ups reach only its own waiters
+        account = await AccountRepo(other).ensure("acme")
+        await AccountRepo(other).grant(account.id, 5000, "top up")
+        await TaskRepo(other).create(
+            NewTask(
+                id=new_task_id(1_700_000_000),
+                account_id=account.id,
+                params=TaskParams(
+                    prompt="p",
+                    image_urls=("https://example.com/a.png",),
+                    n=1,
+                    negative_prompt=None,
+                    size=None,
+                    prompt_extend=False,
+                    watermark=False,
+                    seed=1,
+                    callback_url=None,
+                ),
+                price_milli=1000,
+                created_at=datetime.now(UTC),
+            ),
+            Limits(),
+        )
+    finally:
+        await other.close()
     woken = asyncio.create_task(waiting.wait(600))
     await asyncio.wait_for(woken, 30)  # heard long before the 600 s fallback
     waiting.close()

@@ -68,6 +68,13 @@ SQLITE_WATCH_SECONDS = 1.0
 data_version``, which reads no table): its waiters are woken then, so a worker, a CLI command
 or another node on the same file is heard within a second, and an idle node does next to
 nothing."""
+_PENDING_SIGNATURES = {
+    TASKS_CHANNEL: "SELECT count(*), total(rowid) FROM tasks WHERE status = 'pending'",
+    OUTBOX_CHANNEL: (
+        "SELECT count(*), total(rowid), min(next_attempt_at) FROM outbox WHERE status = 'pending'"
+    ),
+}
+"""What a waiter on each channel looks for, summed up: a claimable task, a callback due."""
 SQLITE_WRITE_WAIT_SECONDS = 30.0
 """How long a write waits for another process's SQLite write lock before it fails."""
 SQLITE_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
@@ -336,21 +343,26 @@ class Database:
             self._wake(channel)
 
     async def _watch_other_processes(self, path: str) -> None:
-        """Wake every waiter when the file's ``data_version`` moved: some other connection
-        committed (this node's own commits move it too; their waiters then look once more)."""
+        """Wake a channel's waiters when what they wait for changed in the file and this node
+        may not know it: looked for when the file's ``data_version`` moved (some other
+        connection committed), judged by a signature of the pending rows, so this node's own
+        bookkeeping (worker heartbeats, say) wakes nobody."""
         watch = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            seen = None
+            version: object = None
+            signatures: dict[str, object] = {}
             while True:
                 try:
-                    version = watch.execute("PRAGMA data_version").fetchone()[0]
+                    now = watch.execute("PRAGMA data_version").fetchone()[0]
+                    if now != version:
+                        version = now
+                        for channel, query in _PENDING_SIGNATURES.items():
+                            signature = watch.execute(query).fetchone()
+                            if channel in signatures and signature != signatures[channel]:
+                                self._wake(channel)
+                            signatures[channel] = signature
                 except sqlite3.Error as exc:
                     log.warning("cannot watch %s for other writers: %s", path, exc)
-                else:
-                    if seen is not None and version != seen:
-                        for channel in CHANNELS:
-                            self._wake(channel)
-                    seen = version
                 await asyncio.sleep(SQLITE_WATCH_SECONDS)
         finally:
             watch.close()
