@@ -19,30 +19,10 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from serverproc import postgres_database, running_server
+from serverproc import postgres_database, running_server, tree_cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
-TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE_SECONDS = 2.0
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of ``root`` and every process below it, in seconds."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS)
-    total, frontier = 0.0, [root]
-    while frontier:
-        pid = frontier.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        frontier.extend(child for child, (parent, _) in stats.items() if parent == pid)
-    return total
 
 
 def measure(

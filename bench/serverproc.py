@@ -26,6 +26,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Server:
     base_url: str
@@ -50,6 +53,25 @@ def percentile(values: list[float], share: float) -> float:
 def p50_p99(seconds: list[float]) -> str:
     p50, p99 = (percentile(seconds, share) * 1000 for share in (0.5, 0.99))
     return f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of ``root`` and every process below it, in seconds."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS)
+    total, frontier = 0.0, [root]
+    while frontier:
+        pid = frontier.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        frontier.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return total
 
 
 async def _admin(statement: str) -> None:

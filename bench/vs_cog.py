@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
-from serverproc import free_port, percentile, postgres_database, running_server
+from serverproc import free_port, percentile, postgres_database, running_server, tree_cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
 COG_VENV = BENCH / ".scratch" / "cog-venv"
@@ -45,7 +45,6 @@ COG_VERSION = "0.23.1"
 COG_PACKAGES = (f"cog=={COG_VERSION}", f"coglet=={COG_VERSION}", "pillow")
 IN_FLIGHT = 8
 CLIENTS = 16
-TICKS = os.sysconf("SC_CLK_TCK")
 DONE = {"completed", "failed", "succeeded", "canceled"}
 
 
@@ -53,25 +52,6 @@ def input_data_uri() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (384, 384), (90, 140, 200)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of ``root`` and every process below it, in seconds."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS)
-    total, frontier = 0.0, [root]
-    while frontier:
-        pid = frontier.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        frontier.extend(child for child, (parent, _) in stats.items() if parent == pid)
-    return total
 
 
 class Receiver:
