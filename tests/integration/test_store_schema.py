@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, inspect, select, text
 from qwenedit.errors import ConfigError
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import OUTBOX_CHANNEL, TASKS_CHANNEL, Database, Subscription
-from qwenedit.store.migrate import ensure_schema, head_revision, upgrade
+from qwenedit.store.migrate import alembic_config, ensure_schema, head_revision, upgrade
 from qwenedit.store.sqlite_inline import BUSY_WAIT_MS
 from qwenedit.store.tables import accounts, metadata
 from support.postgres import terminate_backends
@@ -43,6 +44,42 @@ async def test_upgrade_on_an_empty_database_creates_the_declared_schema(empty_db
             assert await connection.run_sync(_revision) == head_revision()
             assert await connection.run_sync(_schema_diff) == []
         await ensure_schema(db, empty_db_url)  # at head: nothing to do, no error
+    finally:
+        await db.close()
+
+
+async def test_the_pending_counts_migration_counts_the_tasks_already_queued(
+    empty_db_url: str,
+) -> None:
+    db = Database.connect(empty_db_url)
+    try:
+        async with db.transaction() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0005"))
+        now = datetime.now(UTC)
+        async with db.transaction() as connection:
+            await connection.execute(
+                text("INSERT INTO accounts (id, name, created_at) VALUES (1, 'a', :now)"),
+                {"now": now},
+            )
+            for number, (status, n) in enumerate(
+                [("pending", 1), ("pending", 3), ("processing", 2), ("completed", 4)]
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO tasks (id, account_id, user_group, status, params, "
+                        "price_milli, reserved_milli, created_at) "
+                        "VALUES (:id, 1, 'default', :status, '{}', 1000, :reserved, :now)"
+                    ),
+                    {"id": f"t{number}", "status": status, "reserved": 1000 * n, "now": now},
+                )
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+        async with db.transaction(write=False) as connection:
+            counts = (
+                await connection.execute(
+                    select(accounts.c.pending_tasks, accounts.c.pending_images)
+                )
+            ).one()
+        assert tuple(counts) == (2, 4)
     finally:
         await db.close()
 

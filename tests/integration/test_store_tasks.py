@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from integration.conftest import Store, store_of
 from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
@@ -23,6 +23,7 @@ from qwenedit.errors import (
 from qwenedit.store.accounts import Account, AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.queue import Reaped
+from qwenedit.store.tables import accounts as account_table
 from qwenedit.store.tables import tasks as task_table
 from qwenedit.store.task_stats import QueueAhead
 from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask
@@ -527,3 +528,55 @@ async def test_leases_are_judged_by_the_database_clock(
         assert current.lease_expires_at < datetime.now(UTC) + timedelta(seconds=61)
     finally:
         await db.close()
+
+
+async def _pending_counts(db: Database) -> dict[int, tuple[int, int]]:
+    """Each account's kept counts beside the ones counted from the tasks, which must agree."""
+    async with db.transaction(write=False) as connection:
+        kept = {
+            row.id: (int(row.pending_tasks), int(row.pending_images))
+            for row in await connection.execute(select(account_table))
+        }
+        rows = await connection.execute(
+            select(
+                task_table.c.account_id, task_table.c.reserved_milli, task_table.c.price_milli
+            ).where(task_table.c.status == TaskStatus.PENDING.value)
+        )
+        counted = dict.fromkeys(kept, (0, 0))
+        for row in rows:
+            tasks_, images = counted[row.account_id]
+            counted[row.account_id] = (tasks_ + 1, images + row.reserved_milli // row.price_milli)
+    assert kept == counted
+    return kept
+
+
+async def test_pending_counts_follow_every_change_of_a_task(
+    db: Database, accounts: AccountRepo, store: Store, new_task: NewTaskFactory
+) -> None:
+    a, b = await funded(accounts, "a", 50), await funded(accounts, "b", 50)
+    made = [await store.create(new_task(a.id, n=n)) for n in (1, 2, 3, 4)]
+    made.append(await store.create(new_task(b.id, n=2)))
+    assert (await _pending_counts(db))[a.id] == (4, 10)
+    first = await claimed(store, "w1")  # a's oldest, n=1
+    assert (await _pending_counts(db))[a.id] == (3, 9)
+    assert await store.queue.release(first.id, "w1", first.attempt)
+    assert (await _pending_counts(db))[a.id] == (4, 10)
+    await store.tasks.cancel(made[1].id, a.id)  # pending, n=2
+    assert (await _pending_counts(db))[a.id] == (3, 8)
+    running = await claimed(store, "w2")  # b has never been served: b's task
+    assert running.account_id == b.id and (await _pending_counts(db))[b.id] == (0, 0)
+    await store.tasks.cancel(running.id, b.id)  # processing: the counts do not move
+    assert (await _pending_counts(db))[b.id] == (0, 0)
+    expiring = [await claimed(store, f"x{i}", lease=0.001) for i in range(2)]
+    await asyncio.sleep(0.05)
+    reaped = await store.queue.reap(max_attempts=2)
+    assert sorted(reaped.requeued) == sorted(task.id for task in expiring)
+    assert (await _pending_counts(db))[a.id] == (3, 8)
+    done = await claimed(store, "w3")
+    await store.tasks.complete(
+        done.id, "w3", done.attempt, result_keys=["k"], actual_prompt=None, engine_seconds=0.1
+    )
+    assert (await _pending_counts(db))[a.id] == (2, 7)
+    async with db.transaction() as connection:  # any other way a row leaves is counted too
+        await connection.execute(delete(task_table).where(task_table.c.id == made[3].id))
+    assert (await _pending_counts(db))[a.id] == (1, 3)

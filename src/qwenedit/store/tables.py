@@ -73,6 +73,9 @@ accounts = Table(
     Column("balance_milli", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_claimed_at", UtcDateTime),  # fair claims: round-robin by account
+    # kept by triggers on tasks (migration 0006): the account's queue without a scan
+    Column("pending_tasks", BigInteger, nullable=False, server_default="0"),
+    Column("pending_images", BigInteger, nullable=False, server_default="0"),
     Column("webhook_secret", String(64)),
     Column("webhook_secret_previous", String(64)),
     Column("webhook_secret_rotated_at", UtcDateTime),
@@ -139,7 +142,7 @@ tasks = Table(
     CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),
     CheckConstraint("used_milli IS NULL OR used_milli BETWEEN 0 AND reserved_milli", name="used"),
     Index(None, "status", "created_at"),
-    Index(None, "account_id", "status"),
+    Index(None, "account_id", "status", "created_at"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "status", "finished_at"),
 )

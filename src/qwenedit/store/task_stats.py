@@ -27,29 +27,28 @@ _IMAGES = case((tasks.c.price_milli > 0, tasks.c.reserved_milli // tasks.c.price
 """A task's ``n`` without reading its params: the reserve is ``n`` times the price."""
 
 
-_OLDER_OWN = (tasks.c.account_id == bindparam("account_id")) & (
-    (tasks.c.created_at < bindparam("created_at", type_=UtcDateTime()))
-    | (
-        (tasks.c.created_at == bindparam("created_at", type_=UtcDateTime()))
-        & (tasks.c.id < bindparam("id"))
-    )
+_QUEUES = select(
+    accounts.c.id.label("account_id"),
+    accounts.c.last_claimed_at,
+    accounts.c.pending_tasks.label("pending"),
+    accounts.c.pending_images.label("images"),
+    select(func.min(tasks.c.created_at))
+    .where(tasks.c.account_id == accounts.c.id, tasks.c.status == PENDING)
+    .scalar_subquery()
+    .label("oldest"),
+).where(accounts.c.pending_tasks > 0)
+"""Every queued account: its pending counts (kept by triggers, migration 0006) and its oldest
+pending task (an index read). One row per account, however long the backlog."""
+
+_CREATED_AT = bindparam("created_at", type_=UtcDateTime())
+_QUEUED_FROM = select(func.count(), func.coalesce(func.sum(_IMAGES), 0)).where(
+    tasks.c.account_id == bindparam("account_id"),
+    tasks.c.status == PENDING,
+    tasks.c.created_at >= _CREATED_AT,
+    (tasks.c.created_at > _CREATED_AT) | (tasks.c.id >= bindparam("id")),
 )
-_PENDING_BY_ACCOUNT = (
-    select(
-        tasks.c.account_id,
-        accounts.c.last_claimed_at,
-        func.min(tasks.c.created_at).label("oldest"),
-        func.count().label("pending"),
-        func.sum(_IMAGES).label("images"),
-        func.sum(case((_OLDER_OWN, 1), else_=0)).label("older"),
-        func.sum(case((_OLDER_OWN, _IMAGES), else_=0)).label("older_images"),
-    )
-    .join_from(tasks, accounts)
-    .where(tasks.c.status == PENDING)
-    .group_by(tasks.c.account_id, accounts.c.last_claimed_at)
-)
-"""Every account's pending queue, and how much of the asking account's is older than the
-task asked about (one statement, built once: the queue position is read at every create)."""
+"""An account's pending tasks from a given one on (it and those queued after it): an index
+range that is empty for a task just created."""
 
 
 def _turn(queue: AnyRow) -> tuple[bool, datetime, datetime]:
@@ -65,22 +64,27 @@ async def queue_ahead_on(connection: AsyncConnection, task: TaskRecord) -> Queue
     first, so with ``k`` older tasks of its own ahead, this task waits for ``k`` rounds: up to
     ``k`` tasks of every other account, one more of each account whose turn comes before this
     one's. (Images of another account's tasks are prorated from its pending total.)"""
-    queues = (
-        await connection.execute(
-            _PENDING_BY_ACCOUNT,
-            {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
-        )
-    ).all()
+    queues = (await connection.execute(_QUEUES)).all()
     mine = next((q for q in queues if q.account_id == task.account_id), None)
-    rounds = 0 if mine is None else int(mine.older)
-    ahead = QueueAhead(tasks=rounds, images=0 if mine is None else int(mine.older_images))
+    rounds = images = 0
+    if mine is not None:
+        after, after_images = (
+            await connection.execute(
+                _QUEUED_FROM,
+                {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
+            )
+        ).one()
+        # clamped: on PostgreSQL outside a transaction the two reads may straddle a claim
+        rounds = max(0, int(mine.pending) - int(after))
+        images = max(0, int(mine.images) - int(after_images))
+    ahead = QueueAhead(tasks=rounds, images=images)
     for queue in queues:
         if queue.account_id == task.account_id:
             continue
         first = mine is None or _turn(queue) < _turn(mine)
         taken = min(int(queue.pending), rounds + (1 if first else 0))
-        images = round(int(queue.images) * taken / int(queue.pending))
-        ahead = QueueAhead(tasks=ahead.tasks + taken, images=ahead.images + images)
+        prorated = round(int(queue.images) * taken / int(queue.pending))
+        ahead = QueueAhead(tasks=ahead.tasks + taken, images=ahead.images + prorated)
     return ahead
 
 
