@@ -22,12 +22,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 BUSY_WAIT_MS = 5
 """How long SQLite's own busy handler may hold the event loop before a call reports busy."""
+
+_COMMITS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+"""Where commits wait for their fsync: a thread of their own, so a commit (which holds the
+write lock while it runs) never queues behind image decoding and file writes in the loop's
+default executor. One is enough: a process writes one transaction at a time."""
 
 
 class InlineCursor:
@@ -125,7 +131,7 @@ class InlineConnection:
         if connection.total_changes == self._changes:
             connection.commit()
             return
-        committing = asyncio.get_running_loop().run_in_executor(None, connection.commit)
+        committing = asyncio.get_running_loop().run_in_executor(_COMMITS, connection.commit)
         cancelled = False
         while not committing.done():
             try:

@@ -24,6 +24,7 @@ from qwenedit.errors import (
     TaskNotFound,
 )
 from qwenedit.store.accounts import balance_of, move_credits
+from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.tables import idempotency_keys, tasks
 from qwenedit.store.task_end import end_task
@@ -86,9 +87,18 @@ class Created:
     """The queue ahead of a new task, read in its create transaction."""
 
 
+@dataclass(frozen=True)
+class _CreateJob:
+    new: NewTask
+    limits: Limits
+    idempotency: IdempotencyKey | None
+
+
 class TaskRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._creates = BatchedWrites(db, self._create_on)
+        """Creates share transactions under load (group commit, ``store.batches``)."""
 
     async def create(
         self, new: NewTask, limits: Limits, idempotency: IdempotencyKey | None = None
@@ -99,7 +109,7 @@ class TaskRepo:
         Raises ``QuotaExceeded``, ``ActiveTaskLimitReached``, ``QueueFull`` or
         ``IdempotencyConflict``; nothing is stored then."""
         try:
-            created = await self._create(new, limits, idempotency)
+            created = await self._creates.submit(_CreateJob(new, limits, idempotency))
         except IntegrityError:
             if idempotency is None:
                 raise
@@ -111,60 +121,57 @@ class TaskRepo:
             return Created(replay, replayed=True)
         return created
 
-    async def _create(
-        self, new: NewTask, limits: Limits, idempotency: IdempotencyKey | None
-    ) -> Created:
+    async def _create_on(self, connection: AsyncConnection, job: _CreateJob) -> Created:
         """The reserve comes first: it locks the account row, so the per-account limit is
         exact."""
-        async with self._db.transaction() as connection:
-            if idempotency is not None:
-                replay = await _replay(connection, new.account_id, idempotency, new.created_at)
-                if replay is not None:
-                    return Created(replay, replayed=True)
-            account = await move_credits(
-                connection,
-                new.account_id,
-                -new.reserve_milli,
-                "reserve",
-                datetime.now(UTC),
-                task_id=new.id,
+        new, limits, idempotency = job.new, job.limits, job.idempotency
+        if idempotency is not None:
+            replay = await _replay(connection, new.account_id, idempotency, new.created_at)
+            if replay is not None:
+                return Created(replay, replayed=True)
+        account = await move_credits(
+            connection,
+            new.account_id,
+            -new.reserve_milli,
+            "reserve",
+            datetime.now(UTC),
+            task_id=new.id,
+        )
+        if account is None:
+            balance = await balance_of(connection, new.account_id)
+            raise QuotaExceeded(new.reserve_milli, balance)
+        await _check_limits(connection, new.account_id, limits)
+        row = (
+            await connection.execute(
+                _INSERT,
+                {
+                    "id": new.id,
+                    "account_id": new.account_id,
+                    "user_group": account.user_group,
+                    "status": PENDING,
+                    "progress": 0,
+                    "attempt": 0,
+                    "params": params_json(new.params),
+                    "price_milli": new.price_milli,
+                    "reserved_milli": new.reserve_milli,
+                    "created_at": new.created_at,
+                    "result_keys": NO_RESULTS,
+                },
             )
-            if account is None:
-                balance = await balance_of(connection, new.account_id)
-                raise QuotaExceeded(new.reserve_milli, balance)
-            await _check_limits(connection, new.account_id, limits)
-            row = (
-                await connection.execute(
-                    _INSERT,
-                    {
-                        "id": new.id,
-                        "account_id": new.account_id,
-                        "user_group": account.user_group,
-                        "status": PENDING,
-                        "progress": 0,
-                        "attempt": 0,
-                        "params": params_json(new.params),
-                        "price_milli": new.price_milli,
-                        "reserved_milli": new.reserve_milli,
-                        "created_at": new.created_at,
-                        "result_keys": NO_RESULTS,
-                    },
+        ).one()
+        await self._db.notify_on_commit(connection, TASKS_CHANNEL)
+        if idempotency is not None:
+            await connection.execute(
+                insert(idempotency_keys).values(
+                    account_id=new.account_id,
+                    key=idempotency.key,
+                    request_hash=idempotency.request_hash,
+                    task_id=new.id,
+                    created_at=new.created_at,
                 )
-            ).one()
-            await self._db.notify_on_commit(connection, TASKS_CHANNEL)
-            if idempotency is not None:
-                await connection.execute(
-                    insert(idempotency_keys).values(
-                        account_id=new.account_id,
-                        key=idempotency.key,
-                        request_hash=idempotency.request_hash,
-                        task_id=new.id,
-                        created_at=new.created_at,
-                    )
-                )
-            task = task_record(row)
-            ahead = await queue_ahead_on(connection, task)
-        return Created(task, replayed=False, ahead=ahead)
+            )
+        task = task_record(row)
+        return Created(task, replayed=False, ahead=await queue_ahead_on(connection, task))
 
     async def get(self, task_id: str, account_id: int, *, retention_seconds: float) -> TaskRecord:
         """The task if it belongs to ``account_id`` and is not past retention, else

@@ -1,0 +1,116 @@
+"""Group commit: writes that arrive while a transaction is being written wait, and go together
+into the next one.
+
+Under load most of a small write's cost is its transaction, not its statements: ``BEGIN``,
+the commit (on SQLite an fsync, waited for on a thread) and, on SQLite, the turn on the one
+write lock, which a busy event loop hands on late, so writers queue behind each other while
+the loop idles. A batch pays that once for every write in it. Each write runs in a savepoint
+of its own: one that raises (a refusal such as ``QuotaExceeded``, or a fault) undoes its own
+statements only and gets its own error. A write is answered only once its batch has
+committed; if the transaction itself fails (``BEGIN`` or the commit), every write in it gets
+that error and nothing of any of them is stored. A lone write goes at once, in a batch of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qwenedit.store.database import Database
+
+log = logging.getLogger(__name__)
+
+JobT = TypeVar("JobT")
+ResultT = TypeVar("ResultT")
+
+MAX_BATCH = 64
+"""Writes in one transaction at most: bounds how long the write lock is held at a time."""
+
+
+@dataclass
+class _Entry(Generic[JobT, ResultT]):
+    job: JobT
+    outcome: asyncio.Future[ResultT]
+    started: bool = field(default=False)
+
+
+class BatchedWrites(Generic[JobT, ResultT]):
+    def __init__(
+        self,
+        db: Database,
+        write: Callable[[AsyncConnection, JobT], Awaitable[ResultT]],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._db = db
+        self._write = write
+        self._max_batch = max_batch
+        self._waiting: list[_Entry[JobT, ResultT]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, job: JobT) -> ResultT:
+        """The result of ``write(connection, job)`` once its transaction has committed.
+
+        A caller cancelled before its write started takes it out of the queue (nothing is
+        written); one cancelled later still waits for the outcome, so that it never returns
+        while its write may yet commit, then is cancelled."""
+        entry: _Entry[JobT, ResultT] = _Entry(job, asyncio.get_running_loop().create_future())
+        self._waiting.append(entry)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="batched-writes")
+        try:
+            return await asyncio.shield(entry.outcome)
+        except asyncio.CancelledError:
+            if not entry.started:
+                self._waiting.remove(entry)
+                raise
+        while not entry.outcome.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([entry.outcome])
+        if not entry.outcome.cancelled():
+            entry.outcome.exception()  # seen: the caller is cancelled whatever the outcome
+        raise asyncio.CancelledError
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            for entry in batch:
+                entry.started = True
+            await self._run(batch)
+
+    async def _run(self, batch: list[_Entry[JobT, ResultT]]) -> None:
+        done: list[tuple[_Entry[JobT, ResultT], ResultT]] = []
+        try:
+            async with self._db.transaction() as connection:
+                for entry in batch:
+                    try:
+                        async with connection.begin_nested():
+                            result = await self._write(connection, entry.job)
+                    except Exception as exc:  # this write's own error: the others go on
+                        _fail(entry, exc)
+                    else:
+                        done.append((entry, result))
+        except Exception as exc:
+            log.warning("a batch of %d writes failed: %s", len(batch), exc)
+            for entry in batch:
+                _fail(entry, exc)
+            return
+        except BaseException:  # the drainer itself is cancelled (shutdown)
+            for entry in batch:
+                _fail(entry, asyncio.CancelledError())
+            raise
+        for entry, result in done:
+            if not entry.outcome.done():
+                entry.outcome.set_result(result)
+
+
+def _fail(entry: _Entry[JobT, ResultT], error: BaseException) -> None:
+    if not entry.outcome.done():
+        entry.outcome.set_exception(error)

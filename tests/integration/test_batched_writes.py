@@ -1,0 +1,138 @@
+"""Group commit (``store.batches``): writes that arrive together share a transaction, each
+keeps its own outcome, and nothing is answered before its transaction has committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from integration.conftest import store_of
+from qwenedit.errors import QuotaExceeded
+from qwenedit.store.accounts import AccountRepo
+from qwenedit.store.batches import BatchedWrites
+from qwenedit.store.database import Database
+from qwenedit.store.tables import accounts as account_table
+from qwenedit.store.tables import tasks as task_table
+from qwenedit.store.tasks import NewTask
+
+NewTaskFactory = Callable[..., NewTask]
+
+
+class Refused(Exception):
+    pass
+
+
+async def _names(db: Database) -> set[str]:
+    async with db.transaction(write=False) as connection:
+        return set((await connection.execute(select(account_table.c.name))).scalars())
+
+
+async def _add_account(connection: AsyncConnection, name: str) -> None:
+    await connection.execute(
+        insert(account_table).values(name=name, created_at=func.now(), balance_milli=0)
+    )
+
+
+def _writer(db: Database) -> BatchedWrites[str, AsyncConnection]:
+    """Adds an account per job and answers the connection (the transaction) it wrote on; a
+    name starting with ``refuse`` is written, then refused."""
+
+    async def write(connection: AsyncConnection, name: str) -> AsyncConnection:
+        await _add_account(connection, name)
+        if name.startswith("refuse"):
+            raise Refused(name)
+        return connection
+
+    return BatchedWrites(db, write)
+
+
+async def test_writes_that_arrive_together_share_one_transaction(db: Database) -> None:
+    writes = _writer(db)
+    first = asyncio.ensure_future(writes.submit("a0"))
+    await asyncio.sleep(0)  # a0's batch has started; the others queue behind it
+    rest = await asyncio.gather(*(writes.submit(f"a{i}") for i in range(1, 6)))
+    assert all(connection is rest[0] for connection in rest)
+    assert await first is not rest[0]
+    assert await _names(db) == {f"a{i}" for i in range(6)}
+
+
+async def test_a_write_that_raises_undoes_only_itself(db: Database) -> None:
+    writes = _writer(db)
+    first = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    outcomes = await asyncio.gather(
+        *(writes.submit(name) for name in ("b", "refuse-c", "d")), return_exceptions=True
+    )
+    await first
+    assert isinstance(outcomes[1], Refused)
+    assert outcomes[0] is outcomes[2]  # b and d shared the transaction that c's refusal left
+    assert await _names(db) == {"a", "b", "d"}
+
+
+async def test_a_statement_the_database_rejects_fails_that_write_alone(db: Database) -> None:
+    writes = _writer(db)
+    first = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    outcomes = await asyncio.gather(
+        *(writes.submit(name) for name in ("b", "a", "c")), return_exceptions=True
+    )
+    await first
+    assert isinstance(outcomes[1], Exception)  # the account name is unique
+    assert outcomes[0] is outcomes[2]
+    assert await _names(db) == {"a", "b", "c"}
+
+
+async def test_a_write_cancelled_before_its_turn_is_not_written(db: Database) -> None:
+    writes = _writer(db)
+    first = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(writes.submit("b"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await _names(db) == {"a"}
+
+
+async def test_a_write_cancelled_in_its_batch_is_still_seen_through(db: Database) -> None:
+    """Cancelled once its batch started, the caller waits for the commit, then is cancelled:
+    it never returns while its write may still commit."""
+    writes = _writer(db)
+    started = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    started.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await started
+    assert await _names(db) == {"a"}
+
+
+async def test_creates_in_one_batch_refuse_one_account_and_serve_the_other(
+    db: Database, accounts: AccountRepo, new_task: NewTaskFactory
+) -> None:
+    store = store_of(db)
+    rich = await accounts.grant((await accounts.ensure("rich")).id, 10_000, "test")
+    poor = await accounts.ensure("poor")
+    first = asyncio.ensure_future(store.create(new_task(rich.id)))
+    await asyncio.sleep(0)
+    made = await asyncio.gather(
+        store.create(new_task(rich.id)),
+        store.create(new_task(poor.id)),
+        store.create(new_task(rich.id)),
+        return_exceptions=True,
+    )
+    await first
+    assert isinstance(made[1], QuotaExceeded)
+    async with db.transaction(write=False) as connection:
+        owners = list((await connection.execute(select(task_table.c.account_id))).scalars())
+        balances = dict(
+            (
+                await connection.execute(select(account_table.c.id, account_table.c.balance_milli))
+            ).all()
+        )
+    assert sorted(owners) == [rich.id] * 3
+    assert balances == {rich.id: 7_000, poor.id: 0}
