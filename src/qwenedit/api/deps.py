@@ -1,4 +1,7 @@
-"""Dependencies routes declare: the service they use and the calling account."""
+"""Dependencies routes declare: the service they use and the calling account.
+
+Every dependency is ``async def``, even one that only reads an attribute: FastAPI runs a plain
+``def`` dependency on a worker thread, a thread round trip per request for nothing."""
 
 from __future__ import annotations
 
@@ -24,35 +27,35 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _edits(request: Request) -> EditService:
+async def _edits(request: Request) -> EditService:
     return _runtime(request).edits
 
 
-def _events(request: Request) -> TaskEvents:
+async def _events(request: Request) -> TaskEvents:
     return _runtime(request).events
 
 
-def _openai_edits(request: Request) -> OpenAIEdits:
+async def _openai_edits(request: Request) -> OpenAIEdits:
     return _runtime(request).openai_edits
 
 
-def _uploads(request: Request) -> UploadService:
+async def _uploads(request: Request) -> UploadService:
     return _runtime(request).uploads
 
 
-def _callbacks(request: Request) -> CallbackService:
+async def _callbacks(request: Request) -> CallbackService:
     return _runtime(request).callbacks
 
 
-def _results(request: Request) -> ResultService:
+async def _results(request: Request) -> ResultService:
     return _runtime(request).results
 
 
-def _operations(request: Request) -> OperationsService:
+async def _operations(request: Request) -> OperationsService:
     return _runtime(request).operations
 
 
-def _callers(request: Request) -> CallerService:
+async def _callers(request: Request) -> CallerService:
     return _runtime(request).callers
 
 
