@@ -1,6 +1,6 @@
-"""Inputs stored at create: an inline image is checked in full before any credit is reserved,
-written to the blob store, referenced by the task (never its base64), and deleted with the
-task at retention."""
+"""Inputs stored at create: an inline image is checked in full before any credit is reserved;
+a small one stays in the task row, a larger one is written to the blob store and referenced by
+the task (never its base64); both are deleted with the task at retention."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from qwenedit.services.inputs import INLINE_MAX_BYTES
 from qwenedit.store.tables import tasks as task_table
 from support.app import RunningApp, make_settings, running_app
 from support.engine import SteppingEngine
-from support.images import data_uri, png_bytes
+from support.images import data_uri, noise_png_bytes, png_bytes
 
 
 def edit(*urls: str) -> dict[str, object]:
@@ -56,17 +57,31 @@ def gif_bytes() -> bytes:
     return buffer.getvalue()
 
 
-async def test_an_inline_image_is_stored_and_the_task_keeps_a_reference(
+async def test_a_large_inline_image_is_stored_and_the_task_keeps_a_reference(
     db_url: str, tmp_path: Path
 ) -> None:
     async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
         key = await app.new_key("acme", credits=5)
-        inline = png_bytes(512, 384)
+        inline = noise_png_bytes()
+        assert len(inline) > INLINE_MAX_BYTES
         created = (await app.create(key, edit(data_uri(inline)))).json()
         params = await stored_params(app, created["id"])
         assert "base64" not in params and len(params) < 1000
         assert f'"stored:inputs/{created["id"]}/0"' in params
         assert (tmp_path / "blobs" / "inputs" / created["id"] / "0").read_bytes() == inline
+        done = await app.wait_for(key, created["id"])
+        assert done["status"] == "completed", done
+
+
+async def test_a_small_inline_image_stays_in_the_task_row(db_url: str, tmp_path: Path) -> None:
+    async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
+        key = await app.new_key("acme", credits=5)
+        small = png_bytes(512, 384)
+        assert len(small) <= INLINE_MAX_BYTES
+        created = (await app.create(key, edit(data_uri(small, kind="jpeg")))).json()
+        params = await stored_params(app, created["id"])
+        assert data_uri(small) in params  # its type as its bytes say, not as the client did
+        assert blob_files(tmp_path / "blobs") == []
         done = await app.wait_for(key, created["id"])
         assert done["status"] == "completed", done
 
@@ -86,7 +101,7 @@ async def test_a_bad_inline_image_is_a_400_that_costs_and_stores_nothing(
 ) -> None:
     async with running_app(make_settings(db_url, tmp_path), SteppingEngine()) as app:
         key = await app.new_key("acme", credits=5)
-        good = data_uri(png_bytes(512, 384))
+        good = data_uri(noise_png_bytes())
         response = await app.create(key, edit(good, data_uri(content)))
         assert response.status_code == 400
         error = response.json()["error"]
@@ -101,7 +116,7 @@ async def test_a_bad_inline_image_is_a_400_that_costs_and_stores_nothing(
 async def test_a_refused_create_leaves_no_stored_input(db_url: str, tmp_path: Path) -> None:
     async with running_app(make_settings(db_url, tmp_path)) as app:
         key = await app.new_key("acme", credits=0)
-        response = await app.create(key, edit(data_uri(png_bytes(512, 384))))
+        response = await app.create(key, edit(data_uri(noise_png_bytes())))
         assert response.status_code == 402
         assert blob_files(tmp_path / "blobs") == []
 
@@ -112,7 +127,7 @@ async def test_stored_inputs_and_results_are_deleted_with_the_task(
     settings = make_settings(db_url, tmp_path, task_retention=0.5)
     async with running_app(settings, SteppingEngine()) as app:
         key = await app.new_key("acme", credits=5)
-        created = (await app.create(key, edit(data_uri(png_bytes(512, 384))))).json()
+        created = (await app.create(key, edit(data_uri(noise_png_bytes())))).json()
         async with app.runtime.db.transaction(write=False) as connection:
             assert await connection.scalar(select(task_table.c.id)) == created["id"]
         deadline = time.monotonic() + 30

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 
 from PIL import Image
 
@@ -16,3 +17,12 @@ def png_bytes(
 
 def data_uri(data: bytes, kind: str = "png") -> str:
     return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def noise_png_bytes(width: int = 512, height: int = 384, seed: int = 7) -> bytes:
+    """A PNG of random pixels: it does not compress, so it is larger than a task row keeps
+    inline (``services.inputs.INLINE_MAX_BYTES``) and goes to the blob store."""
+    buffer = io.BytesIO()
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    Image.frombytes("RGB", (width, height), pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -31,3 +31,8 @@ def parse_image_data_uri(uri: str, max_bytes: int) -> bytes:
     if not data:
         raise ValueError("the data URI is empty")
     return data
+
+
+def image_data_uri(data: bytes, kind: str) -> str:
+    """``data`` as a data URI of ``image/<kind>``."""
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
