@@ -17,7 +17,7 @@ from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import Database
 from qwenedit.store.tables import accounts as account_table
 from qwenedit.store.tables import tasks as task_table
-from qwenedit.store.tasks import NewTask
+from qwenedit.store.tasks import Limits, NewTask
 
 NewTaskFactory = Callable[..., NewTask]
 
@@ -136,3 +136,24 @@ async def test_creates_in_one_batch_refuse_one_account_and_serve_the_other(
         )
     assert sorted(owners) == [rich.id] * 3
     assert balances == {rich.id: 7_000, poor.id: 0}
+
+
+async def test_queue_positions_read_once_per_batch_match_those_read_one_by_one(
+    db: Database, accounts: AccountRepo, new_task: NewTaskFactory
+) -> None:
+    store = store_of(db)
+    a = await accounts.grant((await accounts.ensure("a")).id, 50_000, "test")
+    b = await accounts.grant((await accounts.ensure("b")).id, 50_000, "test")
+    first = asyncio.ensure_future(store.tasks.create(new_task(a.id, n=2), Limits()))
+    await asyncio.sleep(0)
+    owners = [a.id, b.id, a.id, a.id, b.id]
+    batch = await asyncio.gather(
+        *(
+            store.tasks.create(new_task(owner, n=1 + i % 3), Limits())
+            for i, owner in enumerate(owners)
+        )
+    )
+    made = [await first, *batch]
+    read = [await store.stats.queue_ahead(created.task) for created in made]
+    assert [created.ahead for created in made] == read
+    assert [ahead.tasks for ahead in read] == [0, 2, 1, 4, 5, 3]  # a, a, b, a, a, b in turns

@@ -46,10 +46,15 @@ class BatchedWrites(Generic[JobT, ResultT]):
         db: Database,
         write: Callable[[AsyncConnection, JobT], Awaitable[ResultT]],
         *,
+        finish: Callable[[AsyncConnection, list[ResultT]], Awaitable[list[ResultT]]] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
+        """``finish``, if given, runs in the transaction after the batch's writes, on the
+        results of those that succeeded, and answers them (in the same order) as the callers
+        get them: work that is done once per batch rather than once per write."""
         self._db = db
         self._write = write
+        self._finish = finish
         self._max_batch = max_batch
         self._waiting: list[_Entry[JobT, ResultT]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -97,6 +102,11 @@ class BatchedWrites(Generic[JobT, ResultT]):
                         _fail(entry, exc)
                     else:
                         done.append((entry, result))
+                if self._finish is not None and done:
+                    finished = await self._finish(connection, [result for _, result in done])
+                    done = [
+                        (entry, result) for (entry, _), result in zip(done, finished, strict=True)
+                    ]
         except Exception as exc:
             log.warning("a batch of %d writes failed: %s", len(batch), exc)
             for entry in batch:

@@ -3,6 +3,7 @@ and measured task durations for ``estimated_time``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +51,15 @@ _QUEUED_FROM = select(func.count(), func.coalesce(func.sum(_IMAGES), 0)).where(
 """An account's pending tasks from a given one on (it and those queued after it): an index
 range that is empty for a task just created."""
 
+_QUEUED_SINCE = select(
+    tasks.c.account_id, tasks.c.created_at, tasks.c.id, _IMAGES.label("images")
+).where(
+    tasks.c.account_id.in_(bindparam("account_ids", expanding=True)),
+    tasks.c.status == PENDING,
+    tasks.c.created_at >= _CREATED_AT,
+)
+"""The pending tasks of some accounts created at or after a time, one row each."""
+
 
 def _turn(queue: AnyRow) -> tuple[bool, datetime, datetime]:
     """An account's place in the claim's rotation: never served first, then served longest
@@ -65,18 +75,58 @@ async def queue_ahead_on(connection: AsyncConnection, task: TaskRecord) -> Queue
     ``k`` tasks of every other account, one more of each account whose turn comes before this
     one's. (Images of another account's tasks are prorated from its pending total.)"""
     queues = (await connection.execute(_QUEUES)).all()
-    mine = next((q for q in queues if q.account_id == task.account_id), None)
-    rounds = images = 0
-    if mine is not None:
-        after, after_images = (
+    after = (0, 0)
+    if any(queue.account_id == task.account_id for queue in queues):
+        count, images = (
             await connection.execute(
                 _QUEUED_FROM,
                 {"account_id": task.account_id, "created_at": task.created_at, "id": task.id},
             )
         ).one()
+        after = (int(count), int(images))
+    return _ahead(task, queues, after)
+
+
+async def queues_ahead_on(
+    connection: AsyncConnection, new: Sequence[TaskRecord]
+) -> list[QueueAhead]:
+    """``queue_ahead_on`` for tasks just created, in two statements however many they are
+    (a batch of creates, ``store.batches``): what is queued after each of them is read as rows,
+    which for new tasks are few."""
+    if not new:
+        return []
+    queues = (await connection.execute(_QUEUES)).all()
+    later = (
+        await connection.execute(
+            _QUEUED_SINCE,
+            {
+                "account_ids": sorted({task.account_id for task in new}),
+                "created_at": min(task.created_at for task in new),
+            },
+        )
+    ).all()
+    ahead = []
+    for task in new:
+        own = [
+            row
+            for row in later
+            if row.account_id == task.account_id
+            and (row.created_at, row.id) >= (task.created_at, task.id)
+        ]
+        after = (len(own), sum(int(row.images) for row in own))
+        ahead.append(_ahead(task, queues, after))
+    return ahead
+
+
+def _ahead(task: TaskRecord, queues: Sequence[AnyRow], after: tuple[int, int]) -> QueueAhead:
+    """The queue ahead of ``task`` from every account's queue and ``after``: the tasks and
+    images of its own account from it on."""
+    mine = next((q for q in queues if q.account_id == task.account_id), None)
+    rounds = images = 0
+    if mine is not None:
         # clamped: on PostgreSQL outside a transaction the two reads may straddle a claim
-        rounds = max(0, int(mine.pending) - int(after))
-        images = max(0, int(mine.images) - int(after_images))
+        rounds = max(0, int(mine.pending) - after[0])
+        images = max(0, int(mine.images) - after[1])
     ahead = QueueAhead(tasks=rounds, images=images)
     for queue in queues:
         if queue.account_id == task.account_id:

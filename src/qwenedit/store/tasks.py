@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, select
@@ -40,7 +40,7 @@ from qwenedit.store.task_rows import (
     purgeable,
     task_record,
 )
-from qwenedit.store.task_stats import QueueAhead, queue_ahead_on
+from qwenedit.store.task_stats import QueueAhead, queues_ahead_on
 
 _INSERT = insert(tasks).returning(*tasks.c)
 """Built once (a create is the hottest write): its parameters travel apart from it."""
@@ -97,7 +97,7 @@ class _CreateJob:
 class TaskRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._creates = BatchedWrites(db, self._create_on)
+        self._creates = BatchedWrites(db, self._create_on, finish=_with_queue_positions)
         """Creates share transactions under load (group commit, ``store.batches``)."""
 
     async def create(
@@ -170,8 +170,7 @@ class TaskRepo:
                     created_at=new.created_at,
                 )
             )
-        task = task_record(row)
-        return Created(task, replayed=False, ahead=await queue_ahead_on(connection, task))
+        return Created(task_record(row), replayed=False)
 
     async def get(self, task_id: str, account_id: int, *, retention_seconds: float) -> TaskRecord:
         """The task if it belongs to ``account_id`` and is not past retention, else
@@ -244,6 +243,16 @@ class TaskRepo:
             return await end_task(
                 self._db, connection, fence(task_id, worker_id, attempt), values, now
             )
+
+
+async def _with_queue_positions(connection: AsyncConnection, batch: list[Created]) -> list[Created]:
+    """The queue ahead of each task a batch created, read once for the whole batch."""
+    new = [created.task for created in batch if not created.replayed]
+    positions = iter(await queues_ahead_on(connection, new))
+    return [
+        created if created.replayed else replace(created, ahead=next(positions))
+        for created in batch
+    ]
 
 
 async def _replay(
