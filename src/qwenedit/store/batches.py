@@ -4,11 +4,12 @@ into the next one.
 Under load most of a small write's cost is its transaction, not its statements: ``BEGIN``,
 the commit (on SQLite an fsync, waited for on a thread) and, on SQLite, the turn on the one
 write lock, which a busy event loop hands on late, so writers queue behind each other while
-the loop idles. A batch pays that once for every write in it. Each write runs in a savepoint
-of its own: one that raises (a refusal such as ``QuotaExceeded``, or a fault) undoes its own
-statements only and gets its own error. A write is answered only once its batch has
-committed; if the transaction itself fails (``BEGIN`` or the commit), every write in it gets
-that error and nothing of any of them is stored. A lone write goes at once, in a batch of one.
+the loop idles. A batch pays that once for every write in it. A write that raises (a refusal
+such as ``QuotaExceeded``, or a fault) undoes its own statements only and gets its own error:
+the batch is then written again with each write in a savepoint (see ``_commit``). A write is
+answered only once its batch has committed; if the transaction itself fails (``BEGIN`` or the
+commit), every write in it gets that error and nothing of any of them is stored. A lone write
+goes at once, in a batch of one.
 """
 
 from __future__ import annotations
@@ -91,22 +92,11 @@ class BatchedWrites(Generic[JobT, ResultT]):
             await self._run(batch)
 
     async def _run(self, batch: list[_Entry[JobT, ResultT]]) -> None:
-        done: list[tuple[_Entry[JobT, ResultT], ResultT]] = []
         try:
-            async with self._db.transaction() as connection:
-                for entry in batch:
-                    try:
-                        async with connection.begin_nested():
-                            result = await self._write(connection, entry.job)
-                    except Exception as exc:  # this write's own error: the others go on
-                        _fail(entry, exc)
-                    else:
-                        done.append((entry, result))
-                if self._finish is not None and done:
-                    finished = await self._finish(connection, [result for _, result in done])
-                    done = [
-                        (entry, result) for (entry, _), result in zip(done, finished, strict=True)
-                    ]
+            try:
+                outcomes = await self._commit(batch, isolated=False)
+            except _WriteRaised:
+                outcomes = await self._commit(batch, isolated=True)
         except Exception as exc:
             log.warning("a batch of %d writes failed: %s", len(batch), exc)
             for entry in batch:
@@ -116,9 +106,47 @@ class BatchedWrites(Generic[JobT, ResultT]):
             for entry in batch:
                 _fail(entry, asyncio.CancelledError())
             raise
-        for entry, result in done:
-            if not entry.outcome.done():
-                entry.outcome.set_result(result)
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, _Raised):
+                _fail(entry, outcome.error)
+            elif not entry.outcome.done():
+                entry.outcome.set_result(outcome)
+
+    async def _commit(
+        self, batch: list[_Entry[JobT, ResultT]], *, isolated: bool
+    ) -> list[ResultT | _Raised]:
+        """One transaction for the batch; each write's result or error once it committed.
+
+        First without savepoints (two statements fewer per write): if a write raises, that
+        transaction is undone (``_WriteRaised``) and the batch runs again ``isolated``, each
+        write in a savepoint of its own, so only the one that raised is left out."""
+        outcomes: list[ResultT | _Raised] = []
+        async with self._db.transaction() as connection:
+            for entry in batch:
+                try:
+                    if isolated:
+                        async with connection.begin_nested():
+                            outcomes.append(await self._write(connection, entry.job))
+                    else:
+                        outcomes.append(await self._write(connection, entry.job))
+                except Exception as exc:
+                    if not isolated:
+                        raise _WriteRaised from exc
+                    outcomes.append(_Raised(exc))
+            written = [outcome for outcome in outcomes if not isinstance(outcome, _Raised)]
+            if self._finish is not None and written:
+                finished = iter(await self._finish(connection, written))
+                outcomes = [o if isinstance(o, _Raised) else next(finished) for o in outcomes]
+        return outcomes
+
+
+class _WriteRaised(Exception):
+    """A write raised in a batch run without savepoints: run it again with them."""
+
+
+@dataclass(frozen=True)
+class _Raised:
+    error: Exception
 
 
 def _fail(entry: _Entry[JobT, ResultT], error: BaseException) -> None:
