@@ -163,6 +163,11 @@ class Outages:
 DEFAULT_BACKOFF = Backoff()
 
 
+_JITTER = random.Random()
+"""Shared by every ``Retry`` without an rng of its own: seeding one per call (from the OS) cost
+more than the call it guarded on the worker's hot path, and jitter needs no secrecy."""
+
+
 class Retry:
     """The retries of one caller: a loop, or one step of it, named for the log."""
 
@@ -177,7 +182,7 @@ class Retry:
         self.caller = caller
         self._outages = outages
         self._backoff = backoff
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._failures = 0
 
     def failed(self, error: BaseException) -> float:

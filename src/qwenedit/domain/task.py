@@ -12,6 +12,7 @@ from enum import StrEnum
 MODEL_NAME = "qwen-image-edit-plus"
 TASK_ID_PATTERN = re.compile(r"^task-unified-\d{1,12}-[a-z0-9]{8}$")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_ID_SUFFIX_CHARS = 8
 
 
 class TaskStatus(StrEnum):
@@ -44,8 +45,12 @@ class ErrorCode(StrEnum):
 
 def new_task_id(created: int) -> str:
     """``task-unified-<created>-<8 random [a-z0-9]>``, as the hosted interface shapes them."""
-    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-    return f"task-unified-{created}-{suffix}"
+    number = secrets.randbelow(len(_ID_ALPHABET) ** _ID_SUFFIX_CHARS)  # one read of the OS RNG
+    suffix = []
+    for _ in range(_ID_SUFFIX_CHARS):
+        number, digit = divmod(number, len(_ID_ALPHABET))
+        suffix.append(_ID_ALPHABET[digit])
+    return f"task-unified-{created}-{''.join(suffix)}"
 
 
 def is_task_id(value: str) -> bool:
