@@ -73,12 +73,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """First frame, EXIF orientation applied, transparency composited onto white."""
     image.seek(0)
     image.load()
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to turn
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode_input_image(data: bytes, index: int, limits: LimitSettings) -> Image.Image:
