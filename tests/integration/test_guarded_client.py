@@ -13,6 +13,7 @@ import trustme
 
 from qwenedit.config import Settings
 from qwenedit.errors import OutboundRefused
+from qwenedit.media import guarded_client
 from qwenedit.media.guarded_client import GuardedClient
 from support.http_server import Answer, ScriptedServer, scripted_server
 from support.leaks import assert_not_leaked
@@ -183,6 +184,52 @@ async def test_post_never_follows_redirects(server: ScriptedServer, tmp_path: Pa
         await client.aclose()
     assert status == 302
     assert [r.path for r in server.received] == ["/hook"]
+
+
+async def test_callbacks_to_one_receiver_share_a_connection_and_other_names_do_not(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Two names on one address: each keeps its own connection, so a connection checked (and
+    on TLS verified) for one name never carries a request for the other."""
+    server.answers["/hook"] = Answer()
+    resolver = MapResolver({"a.example": ["127.0.0.1"], "b.example": ["127.0.0.1"]})
+    client = GuardedClient(
+        settings(tmp_path, allow_private_network="127.0.0.0/8", allow_insecure_callbacks=True),
+        resolver=resolver,
+    )
+    try:
+        for host in ("a.example", "a.example", "b.example", "a.example", "b.example"):
+            assert await client.post(server.url("hook", host=host), b"{}", {}, deadline=2) == 200
+    finally:
+        await client.aclose()
+    by_name: dict[str, set[int]] = {}
+    for received in server.received:
+        by_name.setdefault(received.headers["host"], set()).add(received.peer[1])
+    assert [len(ports) for ports in by_name.values()] == [1, 1]
+    assert by_name[f"a.example:{server.port}"].isdisjoint(by_name[f"b.example:{server.port}"])
+
+
+async def test_callback_pools_are_bounded_and_a_closed_one_is_reopened(
+    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarded_client, "MAX_CALLBACK_POOLS", 2)
+    server.answers["/hook"] = Answer()
+    names = {f"n{i}.example": ["127.0.0.1"] for i in range(3)}
+    client = GuardedClient(
+        settings(tmp_path, allow_private_network="127.0.0.0/8", allow_insecure_callbacks=True),
+        resolver=MapResolver(names),
+    )
+    try:
+        for host in ("n0.example", "n1.example", "n2.example", "n1.example", "n0.example"):
+            assert await client.post(server.url("hook", host=host), b"{}", {}, deadline=2) == 200
+    finally:
+        await client.aclose()
+
+    def ports(name: str) -> list[int]:
+        return [r.peer[1] for r in server.received if r.headers["host"].startswith(name)]
+
+    assert ports("n1.")[0] == ports("n1.")[1]  # kept
+    assert ports("n0.")[0] != ports("n0.")[1]  # closed to make room for n2, then made anew
 
 
 async def test_post_refuses_plain_http_by_default(server: ScriptedServer, tmp_path: Path) -> None:

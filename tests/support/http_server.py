@@ -34,6 +34,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: tuple[str, int]
+    """The client's address and port: requests on one kept-alive connection share it."""
 
 
 @dataclass
@@ -68,6 +70,7 @@ def scripted_server(
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=self.rfile.read(length),
                 at=time.monotonic(),
+                peer=(self.client_address[0], self.client_address[1]),
             )
             state.received.append(received)
             answer = state.answers.get(self.path, Answer(status=404))

@@ -3,14 +3,20 @@
 For each request it resolves the host once, refuses the URL when ANY address is internal, and
 connects to the checked address itself (the URL's host is replaced by the address; the
 ``Host`` header and TLS SNI/certificate check keep the original name), so a second DNS answer
-cannot redirect the connection. Keep-alive is off: a pooled connection is keyed by address
-only and must never carry a request for another name. Redirects are re-checked (images) or
-refused (callbacks); every call has a total deadline and a cap on the bytes it reads."""
+cannot redirect the connection. A pooled connection is keyed by address only and must never
+carry a request for another name: image fetches keep no connection, and callbacks keep theirs
+in a pool of their own per name and address (``CallbackPools``). Redirects are re-checked
+(images) or refused (callbacks); every call has a total deadline and a cap on the bytes it
+reads."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import httpx
 
@@ -26,6 +32,12 @@ USER_AGENT = f"qwenedit/{__version__}"
 CALLBACK_RESPONSE_CAP = 64 * 1024
 """Bytes of a callback receiver's answer we read before letting go of it."""
 _REDIRECTS = (301, 302, 303, 307, 308)
+CALLBACK_KEEPALIVE_SECONDS = 2.0
+"""How long an idle callback connection is kept: shorter than the 5 s most servers keep one
+(uvicorn's default), so a callback is seldom sent on a connection its receiver is closing."""
+MAX_CALLBACK_POOLS = 32
+"""Receivers (name and address) whose connections are kept at once; the least recently used
+idle one is closed for a new one."""
 
 
 def outbound_ssl_context(settings: OutboundSettings) -> ssl.SSLContext:
@@ -47,12 +59,21 @@ class GuardedClient:
         self._settings = settings
         self._allowance = settings.private_network_allowance
         self._resolver = resolver or SystemResolver()
-        self._client = httpx.AsyncClient(
-            verify=ssl_context or outbound_ssl_context(settings),
+        self._ssl = ssl_context or outbound_ssl_context(settings)
+        self._client = self._new_client(keepalive=False)
+        self._callback_pools = CallbackPools(lambda: self._new_client(keepalive=True))
+
+    def _new_client(self, *, keepalive: bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            verify=self._ssl,
             follow_redirects=False,
             trust_env=False,
-            timeout=httpx.Timeout(settings.fetch_timeout),
-            limits=httpx.Limits(max_keepalive_connections=0, max_connections=256),
+            timeout=httpx.Timeout(self._settings.fetch_timeout),
+            limits=httpx.Limits(
+                max_keepalive_connections=8 if keepalive else 0,
+                max_connections=256,
+                keepalive_expiry=CALLBACK_KEEPALIVE_SECONDS,
+            ),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
 
@@ -96,14 +117,17 @@ class GuardedClient:
         https_only = not self._settings.allow_insecure_callbacks
         try:
             async with asyncio.timeout(deadline):
+                parsed = httpx.URL(url)
                 request = await self._pinned_request(
-                    "POST", httpx.URL(url), https_only=https_only, body=body, headers=headers
+                    "POST", parsed, https_only=https_only, body=body, headers=headers
                 )
-                response = await self._client.send(request, stream=True)
-                try:
-                    await _drain(response, CALLBACK_RESPONSE_CAP)
-                finally:
-                    await response.aclose()
+                receiver = (parsed.scheme, parsed.netloc.decode("ascii"), request.url.host)
+                async with self._callback_pools.client(receiver) as client:
+                    response = await client.send(request, stream=True)
+                    try:
+                        await _drain(response, CALLBACK_RESPONSE_CAP)
+                    finally:
+                        await response.aclose()
                 return response.status_code
         except TimeoutError as exc:
             raise OutboundRefused(f"no answer within {deadline:g} s") from exc
@@ -153,6 +177,59 @@ class GuardedClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._callback_pools.aclose()
+
+
+class CallbackPools:
+    """One keep-alive client per callback receiver: scheme, name as sent (with the port) and
+    the checked address it was sent to. Its connections then only ever carry requests for that
+    name to that address, which were checked, and verified by TLS for that name, like the
+    first. At most ``MAX_CALLBACK_POOLS`` are kept; when a new receiver needs one, the least
+    recently used pool with no request in flight is closed, and when every pool is busy the new
+    receiver's client is closed after its request."""
+
+    def __init__(self, new_client: Callable[[], httpx.AsyncClient]) -> None:
+        self._new_client = new_client
+        self._pools: OrderedDict[tuple[str, str, str], _Pool] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def client(self, receiver: tuple[str, str, str]) -> AsyncIterator[httpx.AsyncClient]:
+        pool = self._pools.get(receiver)
+        if pool is not None:
+            self._pools.move_to_end(receiver)
+        else:
+            pool = _Pool(self._new_client())
+            if await self._make_room():
+                self._pools[receiver] = pool
+        pool.in_flight += 1
+        try:
+            yield pool.client
+        finally:
+            pool.in_flight -= 1
+            if self._pools.get(receiver) is not pool and pool.in_flight == 0:
+                await pool.client.aclose()
+
+    async def _make_room(self) -> bool:
+        """Whether a new pool may be kept (closing an idle one if needed)."""
+        if len(self._pools) < MAX_CALLBACK_POOLS:
+            return True
+        for receiver, pool in self._pools.items():
+            if pool.in_flight == 0:
+                del self._pools[receiver]
+                await pool.client.aclose()
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            await pool.client.aclose()
+
+
+@dataclass
+class _Pool:
+    client: httpx.AsyncClient
+    in_flight: int = 0
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
