@@ -57,6 +57,25 @@ _MOVE = (
     .returning(*_COLUMNS)
 )
 _RECORD = insert(ledger)
+_MOVED = _MOVE.cte("moved")
+_MOVE_AND_RECORD = select(_MOVED).add_cte(
+    insert(ledger)
+    .from_select(
+        ["account_id", "task_id", "kind", "amount_milli", "note", "created_at"],
+        select(
+            _MOVED.c.id,
+            bindparam("task_id", type_=ledger.c.task_id.type),
+            bindparam("kind", type_=ledger.c.kind.type),
+            bindparam("amount", type_=ledger.c.amount_milli.type),
+            bindparam("note", type_=ledger.c.note.type),
+            # not "created_at": a parameter named after a column of accounts joins the UPDATE's SET
+            bindparam("recorded_at", type_=ledger.c.created_at.type),
+        ),
+    )
+    .cte("recorded")
+)
+"""``_MOVE`` and ``_RECORD`` in one statement, for PostgreSQL (one round trip where two were):
+the ledger row is inserted only when the move matched its account."""
 _BALANCE = select(accounts.c.balance_milli).where(accounts.c.id == bindparam("account_id"))
 _KEY_OWNER = (
     select(accounts.c.id, accounts.c.name, accounts.c.user_group, api_keys.c.key_hash)
@@ -79,6 +98,17 @@ async def move_credits(
 ) -> Account | None:
     """Add ``amount_milli`` (negative takes) and append its ledger row; ``None``, and nothing
     changed, when the balance would drop below zero."""
+    if connection.dialect.name == "postgresql":
+        parameters = {
+            "account_id": account_id,
+            "amount": amount_milli,
+            "task_id": task_id,
+            "kind": kind,
+            "note": note,
+            "recorded_at": now,
+        }
+        moved = (await connection.execute(_MOVE_AND_RECORD, parameters)).first()
+        return None if moved is None else _account(moved)
     row = (
         await connection.execute(_MOVE, {"account_id": account_id, "amount": amount_milli})
     ).first()

@@ -97,7 +97,7 @@ class _CreateJob:
 class TaskRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._creates = BatchedWrites(db, self._create_on, finish=_with_queue_positions)
+        self._creates = BatchedWrites(db, self._create_on, finish=self._finish_creates)
         """Creates share transactions under load (group commit, ``store.batches``)."""
 
     async def create(
@@ -159,7 +159,6 @@ class TaskRepo:
                 },
             )
         ).one()
-        await self._db.notify_on_commit(connection, TASKS_CHANNEL)
         if idempotency is not None:
             await connection.execute(
                 insert(idempotency_keys).values(
@@ -171,6 +170,21 @@ class TaskRepo:
                 )
             )
         return Created(task_record(row), replayed=False)
+
+    async def _finish_creates(
+        self, connection: AsyncConnection, batch: list[Created]
+    ) -> list[Created]:
+        """Once per batch of creates: wake the workers, and read the queue ahead of each new
+        task (two statements for the whole batch)."""
+        new = [created.task for created in batch if not created.replayed]
+        if not new:
+            return batch
+        await self._db.notify_on_commit(connection, TASKS_CHANNEL)
+        positions = iter(await queues_ahead_on(connection, new))
+        return [
+            created if created.replayed else replace(created, ahead=next(positions))
+            for created in batch
+        ]
 
     async def get(self, task_id: str, account_id: int, *, retention_seconds: float) -> TaskRecord:
         """The task if it belongs to ``account_id`` and is not past retention, else
@@ -243,16 +257,6 @@ class TaskRepo:
             return await end_task(
                 self._db, connection, fence(task_id, worker_id, attempt), values, now
             )
-
-
-async def _with_queue_positions(connection: AsyncConnection, batch: list[Created]) -> list[Created]:
-    """The queue ahead of each task a batch created, read once for the whole batch."""
-    new = [created.task for created in batch if not created.replayed]
-    positions = iter(await queues_ahead_on(connection, new))
-    return [
-        created if created.replayed else replace(created, ahead=next(positions))
-        for created in batch
-    ]
 
 
 async def _replay(
