@@ -226,15 +226,32 @@ async def hammer(
     return len(latencies) / (time.perf_counter() - started), latencies
 
 
+class CpuPerRequest:
+    """CPU per request from now on, of the server (with its children) and of this process, the
+    load generator, which shares the machine's cores with it."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._server = tree_cpu_seconds(pid)
+        self._client = time.process_time()
+
+    def since(self, requests: int) -> str:
+        server = (tree_cpu_seconds(self._pid) - self._server) * 1000 / max(requests, 1)
+        client = (time.process_time() - self._client) * 1000 / max(requests, 1)
+        return f"{server:.2f} / {client:.2f}"
+
+
 async def floor(target: Target, seconds: float) -> None:
     async def get(http: httpx.AsyncClient) -> None:
         (await http.get(target.floor_path)).raise_for_status()
 
     await hammer(target.base_url, target.headers, 1.0, get)
+    cpu = CpuPerRequest(target.pid)
     rate, latencies = await hammer(target.base_url, target.headers, seconds, get)
     p50, p99 = (percentile(latencies, share) * 1000 for share in (0.5, 0.99))
     target.values["floor"] = rate
     target.figures["floor"] = f"{rate:.0f} ({p50:.1f} / {p99:.1f})"
+    target.figures["floor_cpu"] = cpu.since(len(latencies))
 
 
 async def creates(target: Target, seconds: float, image: str) -> None:
@@ -243,10 +260,12 @@ async def creates(target: Target, seconds: float, image: str) -> None:
     async def post(http: httpx.AsyncClient) -> None:
         await create(http, "http://127.0.0.1:9/hook")
 
+    cpu = CpuPerRequest(target.pid)
     rate, latencies = await hammer(target.base_url, target.headers, seconds, post)
     p50, p99 = (percentile(latencies, share) * 1000 for share in (0.5, 0.99))
     target.values["c"] = rate
     target.figures["c"] = f"{rate:.0f} ({p50:.1f} / {p99:.1f})"
+    target.figures["c_cpu"] = cpu.since(len(latencies))
 
 
 async def tasks_phase(target: Target, args: argparse.Namespace) -> None:
@@ -298,7 +317,7 @@ def measure_qwenedit(
         asyncio.run(floor(api, args.seconds))
         asyncio.run(creates(api, args.seconds, image))
     target.values.update({key: api.values[key] for key in ("c", "floor")})
-    target.figures.update({key: api.figures[key] for key in ("c", "floor")})
+    target.figures.update({key: api.figures[key] for key in ("c", "c_cpu", "floor", "floor_cpu")})
     return target
 
 
@@ -399,7 +418,9 @@ ROWS = (
     ("b", f"(b) {IN_FLIGHT} in flight: completed with callback /s", True),
     ("cpu", "server CPU per completed task, ms", False),
     ("c", f"(c) creates/s, {CLIENTS} clients, --no-worker (p50 / p99 ms)", True),
+    ("c_cpu", "    CPU per create, ms: server / load generator", False),
     ("floor", "    framework floor: GET /v1/credits /s (p50 / p99 ms)", True),
+    ("floor_cpu", "    CPU per floor GET, ms: server / load generator", False),
     ("idle", "idle server CPU, ms per s", False),
 )
 
