@@ -41,6 +41,7 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.TransactionRollbackError,  # a deadlock or serialization victim: try it again
 )
 """Driver and SQLAlchemy errors that mean "the database is not there right now"."""
 _DATABASE_MODULES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"})

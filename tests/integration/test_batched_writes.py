@@ -4,14 +4,16 @@ keeps its own outcome, and nothing is answered before its transaction has commit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
+from asyncpg.exceptions import DeadlockDetectedError  # type: ignore[import-untyped]
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from integration.conftest import store_of
-from qwenedit.errors import QuotaExceeded
+from qwenedit.errors import DependencyUnavailable, QuotaExceeded
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import Database
@@ -157,3 +159,52 @@ async def test_queue_positions_read_once_per_batch_match_those_read_one_by_one(
     read = [await store.stats.queue_ahead(created.task) for created in made]
     assert [created.ahead for created in made] == read
     assert [ahead.tasks for ahead in read] == [0, 2, 1, 4, 5, 3]  # a, a, b, a, a, b in turns
+
+
+async def test_a_batch_writes_in_lock_order_whatever_the_arrival(db: Database) -> None:
+    """On PostgreSQL two nodes' batches then lock rows in the same order: no deadlock."""
+    order: list[int] = []
+
+    async def write(connection: AsyncConnection, key: int) -> int:
+        order.append(key)
+        return key
+
+    writes: BatchedWrites[int, int] = BatchedWrites(db, write, lock_order=lambda key: key)
+    first = asyncio.ensure_future(writes.submit(100))
+    await asyncio.sleep(0)
+    assert await asyncio.gather(*(writes.submit(key) for key in (3, 1, 2))) == [3, 1, 2]
+    await first
+    assert order == [100, 1, 2, 3]
+
+
+async def test_a_batch_chosen_as_a_deadlock_victim_is_written_again(db: Database) -> None:
+    tries: list[str] = []
+
+    async def write(connection: AsyncConnection, name: str) -> str:
+        tries.append(name)
+        await _add_account(connection, name)
+        if name == "b" and tries.count(name) <= 2:  # the victim twice over
+            raise RuntimeError("statement failed") from DeadlockDetectedError("deadlock detected")
+        return name
+
+    writes = BatchedWrites(db, write)
+    first = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    assert list(await asyncio.gather(writes.submit("b"), writes.submit("c"))) == ["b", "c"]
+    await first
+    assert tries == ["a", "b", "b", "b", "c"]  # b's batch (b, c) undone twice, then written
+    assert await _names(db) == {"a", "b", "c"}
+
+
+async def test_writes_still_queued_when_the_writer_stops_are_told_so(db: Database) -> None:
+    writes = _writer(db)
+    started = asyncio.ensure_future(writes.submit("a"))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(writes.submit("b"))
+    await asyncio.sleep(0)
+    drainer = next(task for task in asyncio.all_tasks() if task.get_name() == "batched-writes")
+    drainer.cancel()
+    with pytest.raises(DependencyUnavailable, match="stopping"):
+        await queued
+    with contextlib.suppress(asyncio.CancelledError):
+        await started

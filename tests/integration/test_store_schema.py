@@ -84,6 +84,29 @@ async def test_the_pending_counts_migration_counts_the_tasks_already_queued(
         await db.close()
 
 
+async def test_downgrading_the_pending_counts_keeps_every_row(empty_db_url: str) -> None:
+    """A rebuild of ``accounts`` would delete what refers to it (foreign keys are on)."""
+    await asyncio.to_thread(upgrade, empty_db_url)
+    db = Database.connect(empty_db_url)
+    try:
+        repo = AccountRepo(db)
+        account = await repo.ensure("acme")
+        await repo.create_key(account.id)
+        async with db.transaction() as connection:
+            await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0005"))
+        async with db.transaction(write=False) as connection:
+            keys = await connection.scalar(text("SELECT count(*) FROM api_keys"))
+            columns = await connection.run_sync(
+                lambda sync: {column["name"] for column in inspect(sync).get_columns("accounts")}
+            )
+        assert keys == 1 and "pending_tasks" not in columns
+        async with db.transaction() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+            assert await connection.run_sync(_schema_diff) == []
+    finally:
+        await db.close()
+
+
 @pytest.mark.postgres
 async def test_ensure_schema_refuses_an_unmigrated_postgresql(empty_pg_url: str) -> None:
     db = Database.connect(empty_pg_url)

@@ -33,8 +33,9 @@ CALLBACK_RESPONSE_CAP = 64 * 1024
 """Bytes of a callback receiver's answer we read before letting go of it."""
 _REDIRECTS = (301, 302, 303, 307, 308)
 CALLBACK_KEEPALIVE_SECONDS = 2.0
-"""How long an idle callback connection is kept: shorter than the 5 s most servers keep one
-(uvicorn's default), so a callback is seldom sent on a connection its receiver is closing."""
+"""How long an idle callback connection may be reused: shorter than the 5 s most servers keep
+one (uvicorn's default), so a callback is seldom sent on a connection its receiver is closing.
+An older one is closed when its pool is next used, or when the pool is given up."""
 MAX_CALLBACK_POOLS = 32
 """Receivers (name and address) whose connections are kept at once; the least recently used
 idle one is closed for a new one."""
@@ -70,7 +71,7 @@ class GuardedClient:
             trust_env=False,
             timeout=httpx.Timeout(self._settings.fetch_timeout),
             limits=httpx.Limits(
-                max_keepalive_connections=8 if keepalive else 0,
+                max_keepalive_connections=4 if keepalive else 0,
                 max_connections=256,
                 keepalive_expiry=CALLBACK_KEEPALIVE_SECONDS,
             ),

@@ -21,8 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from qwenedit.errors import DependencyUnavailable
 from qwenedit.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ ResultT = TypeVar("ResultT")
 
 MAX_BATCH = 64
 """Writes in one transaction at most: bounds how long the write lock is held at a time."""
+ROLLBACK_TRIES = 3
+"""Tries of a batch that PostgreSQL keeps choosing as a deadlock's victim."""
 
 
 @dataclass
@@ -48,14 +52,20 @@ class BatchedWrites(Generic[JobT, ResultT]):
         write: Callable[[AsyncConnection, JobT], Awaitable[ResultT]],
         *,
         finish: Callable[[AsyncConnection, list[ResultT]], Awaitable[list[ResultT]]] | None = None,
+        lock_order: Callable[[JobT], int] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         """``finish``, if given, runs in the transaction after the batch's writes, on the
         results of those that succeeded, and answers them (in the same order) as the callers
-        get them: work that is done once per batch rather than once per write."""
+        get them: work that is done once per batch rather than once per write.
+
+        ``lock_order``, if given, orders the writes of a batch by the row each one locks
+        first: on PostgreSQL two nodes' batches then take their locks in the same order and
+        never deadlock each other, as they would writing in arrival order."""
         self._db = db
         self._write = write
         self._finish = finish
+        self._lock_order = lock_order
         self._max_batch = max_batch
         self._waiting: list[_Entry[JobT, ResultT]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -84,19 +94,24 @@ class BatchedWrites(Generic[JobT, ResultT]):
         raise asyncio.CancelledError
 
     async def _drain(self) -> None:
-        while self._waiting:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            for entry in batch:
-                entry.started = True
-            await self._run(batch)
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                for entry in batch:
+                    entry.started = True
+                if self._lock_order is not None:
+                    lock_order = self._lock_order
+                    batch.sort(key=lambda entry: lock_order(entry.job))
+                await self._run(batch)
+        finally:  # stopped (the loop is closing): no write still queued waits for ever
+            waiting, self._waiting = self._waiting, []
+            for entry in waiting:
+                _fail(entry, DependencyUnavailable("the server is stopping"))
 
     async def _run(self, batch: list[_Entry[JobT, ResultT]]) -> None:
         try:
-            try:
-                outcomes = await self._commit(batch, isolated=False)
-            except _WriteRaised:
-                outcomes = await self._commit(batch, isolated=True)
+            outcomes = await self._commit_with_retries(batch)
         except Exception as exc:
             log.warning("a batch of %d writes failed: %s", len(batch), exc)
             for entry in batch:
@@ -111,6 +126,25 @@ class BatchedWrites(Generic[JobT, ResultT]):
                 _fail(entry, outcome.error)
             elif not entry.outcome.done():
                 entry.outcome.set_result(outcome)
+
+    async def _commit_with_retries(
+        self, batch: list[_Entry[JobT, ResultT]]
+    ) -> list[ResultT | _Raised]:
+        """``_commit``, again when PostgreSQL chose the batch as a deadlock's victim (it undid
+        the whole transaction, so the batch can simply be written again)."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                try:
+                    return await self._commit(batch, isolated=False)
+                except _WriteRaised as raised:
+                    if _rolled_back(raised.__cause__) and tries < ROLLBACK_TRIES:
+                        continue
+                    return await self._commit(batch, isolated=True)
+            except Exception as exc:
+                if not _rolled_back(exc) or tries >= ROLLBACK_TRIES:
+                    raise
 
     async def _commit(
         self, batch: list[_Entry[JobT, ResultT]], *, isolated: bool
@@ -138,6 +172,17 @@ class BatchedWrites(Generic[JobT, ResultT]):
                 finished = iter(await self._finish(connection, written))
                 outcomes = [o if isinstance(o, _Raised) else next(finished) for o in outcomes]
         return outcomes
+
+
+def _rolled_back(error: BaseException | None) -> bool:
+    """Whether ``error`` is PostgreSQL undoing the transaction to break a deadlock (or a
+    serialization conflict)."""
+    while error is not None:
+        if isinstance(error, asyncpg.TransactionRollbackError):
+            return True
+        orig = getattr(error, "orig", None)
+        error = orig if isinstance(orig, BaseException) else error.__cause__
+    return False
 
 
 class _WriteRaised(Exception):

@@ -74,7 +74,7 @@ async def queue_ahead_on(connection: AsyncConnection, task: TaskRecord) -> Queue
     first, so with ``k`` older tasks of its own ahead, this task waits for ``k`` rounds: up to
     ``k`` tasks of every other account, one more of each account whose turn comes before this
     one's. (Images of another account's tasks are prorated from its pending total.)"""
-    queues = (await connection.execute(_QUEUES)).all()
+    queues = await _queues(connection)
     after = (0, 0)
     if any(queue.account_id == task.account_id for queue in queues):
         count, images = (
@@ -95,7 +95,7 @@ async def queues_ahead_on(
     which for new tasks are few."""
     if not new:
         return []
-    queues = (await connection.execute(_QUEUES)).all()
+    queues = await _queues(connection)
     later = (
         await connection.execute(
             _QUEUED_SINCE,
@@ -116,6 +116,12 @@ async def queues_ahead_on(
         after = (len(own), sum(int(row.images) for row in own))
         ahead.append(_ahead(task, queues, after))
     return ahead
+
+
+async def _queues(connection: AsyncConnection) -> list[AnyRow]:
+    """``_QUEUES``, without an account whose kept count says pending where no task is (only a
+    hand edit of the tables could do that): it has no place in the rotation."""
+    return [queue for queue in (await connection.execute(_QUEUES)).all() if queue.oldest]
 
 
 def _ahead(task: TaskRecord, queues: Sequence[AnyRow], after: tuple[int, int]) -> QueueAhead:

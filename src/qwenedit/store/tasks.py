@@ -97,7 +97,12 @@ class _CreateJob:
 class TaskRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._creates = BatchedWrites(db, self._create_on, finish=self._finish_creates)
+        self._creates = BatchedWrites(
+            db,
+            self._create_on,
+            finish=self._finish_creates,
+            lock_order=lambda job: job.new.account_id,  # a create locks its account first
+        )
         """Creates share transactions under load (group commit, ``store.batches``)."""
 
     async def create(

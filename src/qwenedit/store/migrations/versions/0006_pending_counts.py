@@ -123,6 +123,7 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION tasks_pending_counts()")
     op.drop_index(op.f("ix_tasks_account_id_status_created_at"), table_name="tasks")
     op.create_index(op.f("ix_tasks_account_id_status"), "tasks", ["account_id", "status"])
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("pending_images")
-        batch.drop_column("pending_tasks")
+    # plain DROP COLUMN (SQLite 3.35+): a batch rebuild of accounts would drop the table, and
+    # with foreign keys on, that deletes the rows that refer to it (api keys, ...)
+    for name in ("pending_images", "pending_tasks"):
+        op.execute(f"ALTER TABLE accounts DROP COLUMN {name}")
