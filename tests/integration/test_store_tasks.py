@@ -580,3 +580,16 @@ async def test_pending_counts_follow_every_change_of_a_task(
     async with db.transaction() as connection:  # any other way a row leaves is counted too
         await connection.execute(delete(task_table).where(task_table.c.id == made[3].id))
     assert (await _pending_counts(db))[a.id] == (1, 3)
+
+
+async def test_the_fence_is_read_without_a_write(
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
+) -> None:
+    acme = await funded(accounts)
+    await store.create(new_task(acme.id))
+    running = await claimed(store, "w1")
+    assert await store.queue.holds(running.id, "w1", running.attempt)
+    assert not await store.queue.holds(running.id, "w2", running.attempt)
+    assert not await store.queue.holds(running.id, "w1", running.attempt + 1)
+    await store.tasks.cancel(running.id, acme.id)
+    assert not await store.queue.holds(running.id, "w1", running.attempt)

@@ -83,6 +83,15 @@ class QueueRepo:
         rising = case((tasks.c.progress < value, value), else_=tasks.c.progress)
         return await self._fenced_update(task_id, worker_id, attempt, {"progress": rising})
 
+    async def holds(self, task_id: str, worker_id: str, attempt: int) -> bool:
+        """Whether this attempt still holds the task: the fence, read without writing (on
+        SQLite a write would take the write lock and an fsync)."""
+        async with self._db.transaction(write=False) as connection:
+            found = await connection.scalar(
+                select(tasks.c.id).where(fence(task_id, worker_id, attempt))
+            )
+        return found is not None
+
     async def release(self, task_id: str, worker_id: str, attempt: int) -> bool:
         """A stopping worker hands its task back: pending again, this attempt not counted."""
         values = {

@@ -88,9 +88,7 @@ class TaskStages:
         if task.worker_id is None:
             return
         try:
-            held = await self._rt.queue.report_progress(
-                task.id, task.worker_id, task.attempt, run.progress
-            )
+            held = await self._rt.queue.holds(task.id, task.worker_id, task.attempt)
         except Exception as exc:
             if not is_transient(exc):
                 raise
