@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from asyncpg.exceptions import DeadlockDetectedError  # type: ignore[import-untyped]
@@ -22,6 +23,7 @@ from qwenedit.store.tables import tasks as task_table
 from qwenedit.store.tasks import Limits, NewTask
 
 NewTaskFactory = Callable[..., NewTask]
+T = TypeVar("T")
 
 
 class Refused(Exception):
@@ -37,6 +39,13 @@ async def _add_account(connection: AsyncConnection, name: str) -> None:
     await connection.execute(
         insert(account_table).values(name=name, created_at=func.now(), balance_milli=0)
     )
+
+
+async def _started(writes: BatchedWrites[str, T], job: str) -> asyncio.Future[T]:
+    """``job`` submitted and its batch begun: what is submitted next waits for the next one."""
+    submitted = asyncio.ensure_future(writes.submit(job))
+    await asyncio.sleep(0)
+    return submitted
 
 
 def _writer(db: Database) -> BatchedWrites[str, AsyncConnection]:
@@ -64,8 +73,7 @@ async def test_writes_that_arrive_together_share_one_transaction(db: Database) -
 
 async def test_a_write_that_raises_undoes_only_itself(db: Database) -> None:
     writes = _writer(db)
-    first = asyncio.ensure_future(writes.submit("a"))
-    await asyncio.sleep(0)
+    first = await _started(writes, "a")
     outcomes = await asyncio.gather(
         *(writes.submit(name) for name in ("b", "refuse-c", "d")), return_exceptions=True
     )
@@ -77,8 +85,7 @@ async def test_a_write_that_raises_undoes_only_itself(db: Database) -> None:
 
 async def test_a_statement_the_database_rejects_fails_that_write_alone(db: Database) -> None:
     writes = _writer(db)
-    first = asyncio.ensure_future(writes.submit("a"))
-    await asyncio.sleep(0)
+    first = await _started(writes, "a")
     outcomes = await asyncio.gather(
         *(writes.submit(name) for name in ("b", "a", "c")), return_exceptions=True
     )
@@ -90,8 +97,7 @@ async def test_a_statement_the_database_rejects_fails_that_write_alone(db: Datab
 
 async def test_a_write_cancelled_before_its_turn_is_not_written(db: Database) -> None:
     writes = _writer(db)
-    first = asyncio.ensure_future(writes.submit("a"))
-    await asyncio.sleep(0)
+    first = await _started(writes, "a")
     waiting = asyncio.ensure_future(writes.submit("b"))
     await asyncio.sleep(0)
     waiting.cancel()
@@ -188,8 +194,7 @@ async def test_a_batch_chosen_as_a_deadlock_victim_is_written_again(db: Database
         return name
 
     writes = BatchedWrites(db, write)
-    first = asyncio.ensure_future(writes.submit("a"))
-    await asyncio.sleep(0)
+    first = await _started(writes, "a")
     assert list(await asyncio.gather(writes.submit("b"), writes.submit("c"))) == ["b", "c"]
     await first
     assert tries == ["a", "b", "b", "b", "c"]  # b's batch (b, c) undone twice, then written

@@ -149,10 +149,9 @@ class EditService:
         )
         try:
             created = await self._tasks.create(new, limits, idempotency)
-        except Exception:
+        except Exception:  # not a cancellation: its create may have committed in its batch
             await self._inputs.discard(task_id)
             raise
-        # (a create cancelled meanwhile may have committed in its batch: its inputs stay)
         task = created.task
         if created.replayed:
             await self._inputs.discard(task_id)

@@ -8,8 +8,9 @@ the loop idles. A batch pays that once for every write in it. A write that raise
 such as ``QuotaExceeded``, or a fault) undoes its own statements only and gets its own error:
 the batch is then written again with each write in a savepoint (see ``_commit``). A write is
 answered only once its batch has committed; if the transaction itself fails (``BEGIN`` or the
-commit), every write in it gets that error and nothing of any of them is stored. A lone write
-goes at once, in a batch of one.
+commit), every write in it gets that error and, unless the connection was lost during the
+commit itself (when no client can know), nothing of any of them is stored. A lone write goes
+at once, in a batch of one.
 """
 
 from __future__ import annotations
