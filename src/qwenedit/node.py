@@ -60,6 +60,9 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.outages = Outages()
         self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: Dispatcher | None = None
+        """This process's callback dispatcher, if it runs one: its workers hand it the
+        callbacks of the tasks they end."""
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -74,20 +77,19 @@ class Supervisor:
 
     def start_housekeeping(self) -> None:
         self._spawn(run_reaper(self._rt, self.stop, Retry("reaper", self.outages)), "reaper")
-        self._spawn(self._dispatch(), "callback-dispatcher")
-
-    async def _dispatch(self) -> None:
-        wakeups = await self._rt.db.subscribe(OUTBOX_CHANNEL)
-        dispatcher = Dispatcher(
+        self._dispatcher = Dispatcher(
             self._rt.outbox,
             self._rt.client,
             self._rt.presenter.callback_body,
             self._rt.metrics,
             poll_seconds=self._rt.settings.callback_poll_seconds,
-            wakeups=wakeups,
         )
+        self._spawn(self._dispatch(self._dispatcher), "callback-dispatcher")
+
+    async def _dispatch(self, dispatcher: Dispatcher) -> None:
+        wakeups = await self._rt.db.subscribe(OUTBOX_CHANNEL)
         try:
-            await dispatcher.run(self.stop, Retry("callback dispatcher", self.outages))
+            await dispatcher.run(self.stop, Retry("callback dispatcher", self.outages), wakeups)
         finally:
             wakeups.close()
 
@@ -105,7 +107,15 @@ class Supervisor:
         self._rt.engines.loaded += 1
         self._rt.prompts.use(engine)
         try:
-            await Worker(self._rt, engine, worker_id, extender, outages=self.outages).run(self.stop)
+            worker = Worker(
+                self._rt,
+                engine,
+                worker_id,
+                extender,
+                outages=self.outages,
+                callbacks=self._dispatcher,
+            )
+            await worker.run(self.stop)
         finally:
             self._rt.engines.loaded -= 1
             if extender is not None:

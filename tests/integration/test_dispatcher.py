@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from integration.conftest import Store
-from qwenedit.delivery.dispatcher import UNEXPECTED_ERROR, Dispatcher
+from qwenedit.delivery.dispatcher import MAX_IN_FLIGHT, UNEXPECTED_ERROR, Dispatcher
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import MAX_ATTEMPTS
 from qwenedit.metrics import Metrics
@@ -88,3 +88,70 @@ async def test_any_exception_is_a_recorded_failed_attempt(
     assert all(a["error"] == UNEXPECTED_ERROR for a in delivery["attempts"])
     assert all(a["status_code"] is None for a in delivery["attempts"])
     assert sender.calls == (MAX_ATTEMPTS if broken == "sender" else 0)
+
+
+class OkSender:
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+        self.posted.append(headers["webhook-id"])
+        return 200
+
+
+async def test_a_callback_handed_off_at_commit_is_sent_without_a_claim(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> None:
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    task = await store.queue.claim("w1", 60.0)
+    assert task is not None
+    outbox = OutboxRepo(db)
+    sender = OkSender()
+    # polls once an hour and hears no wakeups: only the handoff can send it soon
+    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    async with dispatcher.handoff() as handoff:
+        assert handoff is None  # not running yet: the outbox's claim sends it
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
+    try:
+        await asyncio.sleep(0.1)  # its first claim finds nothing; it waits for an hour
+        async with dispatcher.handoff() as handoff:
+            assert handoff is not None
+            await store.tasks.complete(
+                task.id,
+                "w1",
+                1,
+                result_keys=["k"],
+                actual_prompt=None,
+                engine_seconds=0.1,
+                handoff=handoff,
+            )
+        deadline = time.monotonic() + 10
+        while (delivery := (await outbox.history(task.id, account.id))[0])["status"] == "pending":
+            assert time.monotonic() < deadline, f"never delivered: {delivery}"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await running
+    assert delivery["status"] == "delivered"
+    assert len(delivery["attempts"]) == 1
+    assert sender.posted == [f"msg_{delivery['id']}"]
+
+
+async def test_handoff_slots_are_bounded_and_freed_when_unused(db: Database) -> None:
+    dispatcher = Dispatcher(OutboxRepo(db), OkSender(), render, Metrics(), poll_seconds=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
+    try:
+        await asyncio.sleep(0.05)
+        async with contextlib.AsyncExitStack() as taken:
+            slots = [await taken.enter_async_context(dispatcher.handoff()) for _ in range(40)]
+            assert all(slot is not None for slot in slots[:MAX_IN_FLIGHT])
+            assert all(slot is None for slot in slots[MAX_IN_FLIGHT:])  # the rest are claimed
+        async with dispatcher.handoff() as again:
+            assert again is not None  # none was sent through: all were freed
+    finally:
+        stop.set()
+        await running

@@ -6,10 +6,13 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from integration.conftest import Store
+from qwenedit.domain.task import ErrorCode, TaskRecord
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
-from qwenedit.store.outbox import AttemptOutcome, OutboxRepo
+from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
 from qwenedit.store.tasks import NewTask
 
 FAILED_503 = AttemptOutcome(status_code=503, error=None, duration_ms=5)
@@ -102,3 +105,114 @@ async def test_redeliver_queues_the_same_task_again(
     assert again is not None
     assert (again.task, again.url, again.attempt) == (first.task, first.url, 1)
     assert again.id != first.id
+
+
+class KeptHandoff:
+    """A dispatcher that keeps what is handed to it."""
+
+    lease_seconds = 15.0
+
+    def __init__(self) -> None:
+        self.sent: list[Delivery] = []
+
+    def send(self, delivery: Delivery) -> None:
+        self.sent.append(delivery)
+
+
+async def running_with_callback(
+    accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> TaskRecord:
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    task = await store.queue.claim("w1", 60.0)
+    assert task is not None
+    return task
+
+
+@pytest.mark.parametrize("ending", ["complete", "fail"])
+async def test_a_handed_off_callback_is_claimed_by_the_commit_that_ends_the_task(
+    db: Database,
+    accounts: AccountRepo,
+    store: Store,
+    new_task: Callable[..., NewTask],
+    ending: str,
+) -> None:
+    task = await running_with_callback(accounts, store, new_task)
+    handoff = KeptHandoff()
+    before = datetime.now(UTC)
+    if ending == "complete":
+        ended = await store.tasks.complete(
+            task.id,
+            "w1",
+            1,
+            result_keys=["k"],
+            actual_prompt=None,
+            engine_seconds=0.1,
+            handoff=handoff,
+        )
+    else:
+        ended = await store.tasks.fail(
+            task.id, "w1", 1, ErrorCode.SERVICE_ERROR, "broke", handoff=handoff
+        )
+    assert ended is not None
+    [delivery] = handoff.sent
+    assert (delivery.task, delivery.url, delivery.attempt) == (
+        ended,
+        "https://hooks.example.com/x",
+        1,
+    )
+    assert len(delivery.signing_secrets) == 1
+    assert delivery.signing_secrets[0].startswith("whsec_")
+    [row] = await store.outbox.pending(task.id)
+    assert (row["id"], row["attempts"]) == (delivery.id, 1)
+    assert row["next_attempt_at"] >= before + seconds(15)
+
+    repo = OutboxRepo(db)
+    assert await repo.claim(15.0, now=before + seconds(14.9)) is None  # leased to the handoff
+    # the process that had it died before recording: once the lease runs out, any dispatcher
+    # claims it, and the lost attempt's late record decides nothing
+    again = await repo.claim(15.0, now=datetime.now(UTC) + seconds(15.1))
+    assert again is not None and (again.id, again.attempt) == (delivery.id, 2)
+    ok = AttemptOutcome(status_code=200, error=None, duration_ms=1)
+    assert await repo.record(delivery, ok, now=datetime.now(UTC) + seconds(16)) == "delivered"
+    [record] = await repo.history(task.id, task.account_id)
+    assert record["status"] == "pending"
+    assert await repo.record(again, ok, now=datetime.now(UTC) + seconds(17)) == "delivered"
+    [record] = await repo.history(task.id, task.account_id)
+    assert record["status"] == "delivered"
+
+
+async def test_nothing_is_handed_off_by_a_fenced_out_attempt(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> None:
+    task = await running_with_callback(accounts, store, new_task)
+    handoff = KeptHandoff()
+    stale = await store.tasks.complete(
+        task.id,
+        "w2",
+        1,
+        result_keys=["k"],
+        actual_prompt=None,
+        engine_seconds=0.1,
+        handoff=handoff,
+    )
+    assert stale is None
+    assert handoff.sent == []
+    assert await store.outbox.pending(task.id) == []
+
+
+async def test_after_commit_runs_only_once_the_transaction_committed(db: Database) -> None:
+    calls: list[str] = []
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone):
+        async with db.transaction() as connection:
+            db.after_commit(connection, lambda: calls.append("rolled back"))
+            raise Undone
+    async with db.transaction() as connection:
+        db.after_commit(connection, lambda: calls.append("committed"))
+        assert calls == []
+    assert calls == ["committed"]

@@ -3,6 +3,12 @@
 Each claimed attempt is sent in its own asyncio task, up to ``MAX_IN_FLIGHT`` at once, so a
 receiver that hangs (up to the 10 s deadline) or answers slowly never holds up the others.
 
+A task that ends in this process has its callback sent from here as soon as the commit that
+ended it returns: the worker takes a free slot (``handoff``) before it commits, the commit
+queues the outbox row already claimed by that slot, and the slot sends it. The outbox stays
+the record: if this process dies before the attempt is recorded, the claim's lease runs out
+and any dispatcher sends it again.
+
 ``clock`` tells the dispatcher when it is: which attempts are due and when a failed one ended,
 so the 1/2/4 s schedule counts from it. The ``webhook-timestamp`` stays wall time, since
 receivers check it against their own clocks."""
@@ -10,9 +16,10 @@ receivers check it against their own clocks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,7 +29,7 @@ from qwenedit.domain.webhooks import signature_header, webhook_id
 from qwenedit.errors import DependencyUnavailable, OutboundRefused
 from qwenedit.metrics import Metrics
 from qwenedit.resilience import Retry, is_transient
-from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
+from qwenedit.store.outbox import AttemptOutcome, Delivery, Handoff, OutboxRepo
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,6 @@ class Dispatcher:
         metrics: Metrics,
         *,
         poll_seconds: float,
-        wakeups: Wakeups | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._outbox = outbox
@@ -91,37 +97,58 @@ class Dispatcher:
         self._render_body = render_body
         self._metrics = metrics
         self._poll_seconds = poll_seconds
-        self._wakeups = wakeups
         self._clock = clock
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
+        self._running = False
 
-    async def run(self, stop: asyncio.Event, claims: Retry) -> None:
-        """Claim and send until ``stop`` is set; ``claims`` waits out database outages."""
+    @contextlib.asynccontextmanager
+    async def handoff(self) -> AsyncIterator[Handoff | None]:
+        """A slot for the callback of a task about to end in this process, or ``None`` when
+        every slot is busy or the dispatcher is not running (the callback is then queued for a
+        claim). Freed on leaving the block unless a delivery was sent through it."""
+        if not self._running or self._slots.locked():
+            yield None
+            return
+        await self._slots.acquire()  # free, so this does not wait
+        slot = _Slot(self)
+        try:
+            yield slot
+        finally:
+            if not slot.sent:
+                self._slots.release()
+
+    def _start(self, delivery: Delivery) -> None:
+        """Send ``delivery`` in a task of its own, in a slot already taken for it."""
+        task = asyncio.create_task(self._send(delivery), name=f"callback-{delivery.id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def run(self, stop: asyncio.Event, claims: Retry, wakeups: Wakeups | None = None) -> None:
+        """Claim and send until ``stop`` is set; ``claims`` waits out database outages, and
+        ``wakeups`` say when a callback may have been queued (else it polls)."""
+        self._running = True
         try:
             while not stop.is_set():
                 await self._slots.acquire()
                 try:
                     delivery = await claims.run(
-                        lambda: self._outbox.claim(
-                            CALLBACK_TIMEOUT + LEASE_MARGIN, now=self._clock()
-                        ),
+                        lambda: self._outbox.claim(_Slot.lease_seconds, now=self._clock()),
                         stop=stop,
                     )
                 except DependencyUnavailable:
                     break
                 if delivery is None:
                     self._slots.release()
-                    await self._idle(stop)
+                    await self._idle(stop, wakeups)
                     continue
-                task = asyncio.create_task(self._send(delivery), name=f"callback-{delivery.id}")
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+                self._start(delivery)
         finally:
+            self._running = False
             if self._sending:
                 await asyncio.wait(self._sending, timeout=CALLBACK_TIMEOUT + 1)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
+    async def _idle(self, stop: asyncio.Event, wakeups: Wakeups | None) -> None:
         """Wait for a new callback (a notification at the commit that queued it), the next
         retry that falls due, or the slow fallback poll, whichever comes first."""
         try:
@@ -132,8 +159,8 @@ class Dispatcher:
             due_in = None  # the claim that follows meets the outage and waits it out
         timeout = self._poll_seconds if due_in is None else min(due_in, self._poll_seconds)
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
-        if self._wakeups is not None:
-            waiters.add(asyncio.ensure_future(self._wakeups.wait(timeout)))
+        if wakeups is not None:
+            waiters.add(asyncio.ensure_future(wakeups.wait(timeout)))
         _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
         for waiter in pending:
             waiter.cancel()
@@ -183,6 +210,21 @@ class Dispatcher:
         return AttemptOutcome(
             status_code=status, error=error, duration_ms=round((time.monotonic() - started) * 1000)
         )
+
+
+class _Slot:
+    """One taken slot of a dispatcher, as the store sees it (``Handoff``)."""
+
+    lease_seconds = CALLBACK_TIMEOUT + LEASE_MARGIN
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self.sent = False
+
+    def send(self, delivery: Delivery) -> None:
+        """Called once, when the transaction that queued ``delivery`` has committed."""
+        self.sent = True
+        self._dispatcher._start(delivery)
 
 
 def _label(outcome: AttemptOutcome) -> str:

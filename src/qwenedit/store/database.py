@@ -20,7 +20,8 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,13 @@ class Subscription:
         self._db.unsubscribe(self)
 
 
+@dataclass
+class _OnCommit:
+    channels: set[str] = field(default_factory=set)
+    """Channels whose waiters in this process are woken (SQLite; PostgreSQL notifies)."""
+    calls: list[Callable[[], None]] = field(default_factory=list)
+
+
 class Database:
     def __init__(
         self, engine: AsyncEngine, listen_dsn: str | None, watch_path: str | None = None
@@ -195,8 +203,8 @@ class Database:
         self._listen_lock = asyncio.Lock()
         self._writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         """SQLite has one writer at a time: the writes of this process wait their turn here."""
-        self._pending: dict[int, set[str]] = {}
-        """Channels to wake when the open transaction on a connection (by ``id``) commits."""
+        self._on_commit: dict[int, _OnCommit] = {}
+        """What to do when the open transaction on a connection (by ``id``) commits."""
         self._subscriptions: dict[str, set[Subscription]] = {channel: set() for channel in CHANNELS}
 
     @classmethod
@@ -230,16 +238,18 @@ class Database:
         async with (self._engine if write else self._reader).connect() as connection:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})
-            pending: set[str] = set()
-            self._pending[id(connection)] = pending
+            committed = _OnCommit()
+            self._on_commit[id(connection)] = committed
             try:
                 async with contextlib.AsyncExitStack() as scope:
                     scope.push_async_exit(await self._begin(connection, write))
                     yield connection
             finally:
-                del self._pending[id(connection)]
-            for channel in pending:
+                del self._on_commit[id(connection)]
+            for channel in committed.channels:
                 self._wake(channel)
+            for call in committed.calls:
+                call()
 
     async def _begin(self, connection: AsyncConnection, write: bool) -> AsyncTransaction:
         """Open the transaction (its ``__aexit__`` commits or rolls back). A SQLite write whose
@@ -286,7 +296,12 @@ class Database:
         if self.dialect == "postgresql":
             await connection.execute(select(func.pg_notify(channel, "")))
         else:
-            self._pending[id(connection)].add(channel)
+            self._on_commit[id(connection)].channels.add(channel)
+
+    def after_commit(self, connection: AsyncConnection, call: Callable[[], None]) -> None:
+        """Call ``call`` once the open transaction on ``connection`` has committed (never if it
+        rolls back, or if its commit fails)."""
+        self._on_commit[id(connection)].calls.append(call)
 
     async def subscribe(self, channel: str) -> Subscription:
         subscription = Subscription(self, channel)

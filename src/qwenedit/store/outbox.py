@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,6 +51,16 @@ class AttemptOutcome:
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Handoff(Protocol):
+    """A dispatcher in this process that sends a callback as soon as the transaction that
+    queued it commits, without claiming it from the outbox first."""
+
+    lease_seconds: float
+    """How long the row stays leased to it: past that, any dispatcher may claim it."""
+
+    def send(self, delivery: Delivery) -> None: ...
 
 
 class OutboxRepo:
@@ -234,9 +244,17 @@ class OutboxRepo:
 
 
 async def queue_callback(
-    connection: AsyncConnection, task_id: str, account_id: int, url: str, now: datetime
+    connection: AsyncConnection,
+    task_id: str,
+    account_id: int,
+    url: str,
+    now: datetime,
+    *,
+    lease_seconds: float | None = None,
 ) -> int:
-    """A new delivery of a task's callback, due now, in the caller's transaction."""
+    """A new delivery of a task's callback, in the caller's transaction: due now, or, with
+    ``lease_seconds``, its first attempt already claimed for that long."""
+    claimed = lease_seconds is not None
     new_id = await connection.scalar(
         insert(outbox)
         .values(
@@ -244,10 +262,22 @@ async def queue_callback(
             account_id=account_id,
             url=url,
             created_at=now,
-            next_attempt_at=now,
-            attempts=0,
+            next_attempt_at=now + timedelta(seconds=lease_seconds or 0),
+            attempts=1 if claimed else 0,
             status=PENDING,
         )
         .returning(outbox.c.id)
     )
     return int(new_id)
+
+
+async def queue_claimed(
+    connection: AsyncConnection, task: TaskRecord, url: str, now: datetime, lease_seconds: float
+) -> Delivery:
+    """A new delivery of a finished task's callback with its first attempt claimed, in the
+    caller's transaction: what ``OutboxRepo.claim`` would give for it, without the claim."""
+    new_id = await queue_callback(
+        connection, task.id, task.account_id, url, now, lease_seconds=lease_seconds
+    )
+    secrets = await signing_secrets(connection, task.account_id, now)
+    return Delivery(id=new_id, task=task, url=url, attempt=1, signing_secrets=tuple(secrets))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qwenedit.domain.task import TaskRecord
 from qwenedit.store.accounts import move_credits
 from qwenedit.store.database import OUTBOX_CHANNEL, Database
-from qwenedit.store.outbox import queue_callback
+from qwenedit.store.outbox import Handoff, queue_callback, queue_claimed
 from qwenedit.store.tables import tasks
 from qwenedit.store.task_rows import task_record
 
@@ -24,6 +24,7 @@ async def end_task(
     where: ColumnElement[bool],
     values: dict[str, Any],
     now: datetime,
+    handoff: Handoff | None = None,
 ) -> TaskRecord | None:
     """Move the task matching ``where`` to its terminal state, then settle it; ``None`` when no
     task matched (fenced out, or already ended)."""
@@ -33,18 +34,29 @@ async def end_task(
     if row is None:
         return None
     record = task_record(row)
-    await settle(db, connection, record, now)
+    await settle(db, connection, record, now, handoff)
     return record
 
 
 async def settle(
-    db: Database, connection: AsyncConnection, task: TaskRecord, now: datetime
+    db: Database,
+    connection: AsyncConnection,
+    task: TaskRecord,
+    now: datetime,
+    handoff: Handoff | None = None,
 ) -> None:
-    """Refund what was not used and queue the callback (its body is rendered when sent); the
-    dispatchers are woken at commit."""
+    """Refund what was not used and queue the callback (its body is rendered when sent). With
+    a ``handoff``, the callback is claimed for it and handed over at commit; otherwise the
+    dispatchers are woken at commit to claim it."""
     refund = task.reserved_milli - (task.used_milli or 0)
     if refund > 0:
         await move_credits(connection, task.account_id, refund, "refund", now, task_id=task.id)
-    if task.params.callback_url is not None:
-        await queue_callback(connection, task.id, task.account_id, task.params.callback_url, now)
+    url = task.params.callback_url
+    if url is None:
+        return
+    if handoff is None:
+        await queue_callback(connection, task.id, task.account_id, url, now)
         await db.notify_on_commit(connection, OUTBOX_CHANNEL)
+        return
+    delivery = await queue_claimed(connection, task, url, now, handoff.lease_seconds)
+    db.after_commit(connection, lambda: handoff.send(delivery))

@@ -26,6 +26,7 @@ from qwenedit.errors import (
 from qwenedit.store.accounts import balance_of, move_credits
 from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import TASKS_CHANNEL, Database
+from qwenedit.store.outbox import Handoff
 from qwenedit.store.tables import idempotency_keys, tasks
 from qwenedit.store.task_end import end_task
 from qwenedit.store.task_rows import (
@@ -234,9 +235,11 @@ class TaskRepo:
         result_keys: Sequence[str],
         actual_prompt: str | None,
         engine_seconds: float,
+        handoff: Handoff | None = None,
     ) -> TaskRecord | None:
-        """Finalize a success: charge the images produced, refund the rest, queue the callback.
-        ``None``, and nothing changed, when this attempt was fenced out."""
+        """Finalize a success: charge the images produced, refund the rest, queue the callback
+        (for ``handoff`` to send, if given). ``None``, and nothing changed, when this attempt was
+        fenced out."""
         now = datetime.now(UTC)
         values = ended(
             COMPLETED,
@@ -249,18 +252,25 @@ class TaskRepo:
         )
         async with self._db.transaction() as connection:
             return await end_task(
-                self._db, connection, fence(task_id, worker_id, attempt), values, now
+                self._db, connection, fence(task_id, worker_id, attempt), values, now, handoff
             )
 
     async def fail(
-        self, task_id: str, worker_id: str, attempt: int, code: ErrorCode, message: str
+        self,
+        task_id: str,
+        worker_id: str,
+        attempt: int,
+        code: ErrorCode,
+        message: str,
+        *,
+        handoff: Handoff | None = None,
     ) -> TaskRecord | None:
-        """Finalize a failure with a full refund; ``None`` when fenced out."""
+        """Finalize a failure with a full refund, as ``complete``; ``None`` when fenced out."""
         now = datetime.now(UTC)
         values = failed(now, code.value, message)
         async with self._db.transaction() as connection:
             return await end_task(
-                self._db, connection, fence(task_id, worker_id, attempt), values, now
+                self._db, connection, fence(task_id, worker_id, attempt), values, now, handoff
             )
 
 

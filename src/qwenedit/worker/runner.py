@@ -7,8 +7,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
 from qwenedit.engines.base import Engine
 from qwenedit.errors import (
@@ -23,6 +25,7 @@ from qwenedit.resilience import Outages, Retry, describe, is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.setting_groups import QueueSettings
 from qwenedit.store.database import TASKS_CHANNEL
+from qwenedit.store.outbox import Handoff
 from qwenedit.worker.run_state import TaskRun
 from qwenedit.worker.stages import StoredResult, TaskStages
 
@@ -61,8 +64,12 @@ class Worker:
         extender: PromptExtender | None = None,
         *,
         outages: Outages,
+        callbacks: Dispatcher | None = None,
     ) -> None:
         self._outages = outages
+        self._callbacks = callbacks
+        """The dispatcher of this process, if it runs one: it sends the callbacks of the tasks
+        this worker ends as soon as they commit."""
         self._rt = runtime
         self._queue: QueueSettings = runtime.settings
         self._engine = engine
@@ -192,16 +199,18 @@ class Worker:
         """Commit under the fence, retrying through an outage: committed while this attempt
         still holds the task (even past its lease, if nobody took it), discarded otherwise."""
         commit = self._retry("finalize")
-        final = await commit.run(
-            lambda: self._rt.tasks.complete(
-                task.id,
-                self.worker_id,
-                task.attempt,
-                result_keys=result.keys,
-                actual_prompt=result.actual_prompt,
-                engine_seconds=result.engine_seconds,
+        async with self._handoff(task) as handoff:
+            final = await commit.run(
+                lambda: self._rt.tasks.complete(
+                    task.id,
+                    self.worker_id,
+                    task.attempt,
+                    result_keys=result.keys,
+                    actual_prompt=result.actual_prompt,
+                    engine_seconds=result.engine_seconds,
+                    handoff=handoff,
+                )
             )
-        )
         if final is None:
             final = await commit.run(lambda: self._completed_by_this_attempt(task))
         if final is None:
@@ -224,6 +233,13 @@ class Worker:
             extra=task_fields(final, status="completed"),
         )
 
+    def _handoff(self, task: TaskRecord) -> AbstractAsyncContextManager[Handoff | None]:
+        """Where the callback of ``task``, once ended, goes: a slot of this process's
+        dispatcher, or ``None`` for the outbox's claim."""
+        if self._callbacks is None or task.params.callback_url is None:
+            return contextlib.nullcontext()
+        return self._callbacks.handoff()
+
     async def _completed_by_this_attempt(self, task: TaskRecord) -> TaskRecord | None:
         """The task, if this very attempt completed it: a commit whose answer was lost to an
         outage took effect, and its retry was then fenced out by the commit itself."""
@@ -243,11 +259,17 @@ class Worker:
                 extra=task_fields(task, code=failure.code),
             )
             return
-        final = await self._retry("finalize").run(
-            lambda: self._rt.tasks.fail(
-                task.id, self.worker_id, task.attempt, failure.code, failure.message
+        async with self._handoff(task) as handoff:
+            final = await self._retry("finalize").run(
+                lambda: self._rt.tasks.fail(
+                    task.id,
+                    self.worker_id,
+                    task.attempt,
+                    failure.code,
+                    failure.message,
+                    handoff=handoff,
+                )
             )
-        )
         if final is None:
             log.info(
                 "task %s: attempt %d was fenced out before failing",
