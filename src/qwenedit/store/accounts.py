@@ -82,8 +82,13 @@ _KEY_OWNER = (
     .join_from(api_keys, accounts)
     .where(api_keys.c.key_id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
 )
-"""The statements of the hot paths (every create, every authentication), built once: SQLAlchemy
-then finds their compiled form without walking them again."""
+_SECRETS = select(
+    accounts.c.webhook_secret,
+    accounts.c.webhook_secret_previous,
+    accounts.c.webhook_secret_rotated_at,
+).where(accounts.c.id == bindparam("account_id"))
+"""The statements of the hot paths (every create, every authentication, every callback),
+built once: SQLAlchemy then finds their compiled form without walking them again."""
 
 
 async def move_credits(
@@ -257,15 +262,7 @@ class AccountRepo:
 async def signing_secrets(connection: AsyncConnection, account_id: int, now: datetime) -> list[str]:
     """The secrets a callback is signed with: the current one, and the previous one during the
     overlap after a rotation."""
-    row = (
-        await connection.execute(
-            select(
-                accounts.c.webhook_secret,
-                accounts.c.webhook_secret_previous,
-                accounts.c.webhook_secret_rotated_at,
-            ).where(accounts.c.id == account_id)
-        )
-    ).first()
+    row = (await connection.execute(_SECRETS, {"account_id": account_id})).first()
     if row is None or row.webhook_secret is None:
         return []
     found = [row.webhook_secret]

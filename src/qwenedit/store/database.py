@@ -27,7 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, Connection, Row, event, func, literal, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Interval,
+    Row,
+    bindparam,
+    event,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -280,6 +291,20 @@ class Database:
                 now = now + timedelta(seconds=plus_seconds)
             return type_coerce(now, UtcDateTime())
         return literal(datetime.now(UTC) + timedelta(seconds=plus_seconds), UtcDateTime())
+
+    def clock_param(self, name: str) -> ColumnElement[datetime]:
+        """``clock()`` in a statement built once: the offset (PostgreSQL) or the time itself
+        (SQLite) is the parameter ``name``, whose value ``clock_value`` gives."""
+        if self.dialect == "postgresql":
+            offset = bindparam(name, type_=Interval())
+            return type_coerce(func.now() + offset, UtcDateTime())
+        return bindparam(name, type_=UtcDateTime())
+
+    def clock_value(self, plus_seconds: float = 0.0) -> timedelta | datetime:
+        """The value of a ``clock_param`` for the database's time plus ``plus_seconds``."""
+        if self.dialect == "postgresql":
+            return timedelta(seconds=plus_seconds)
+        return datetime.now(UTC) + timedelta(seconds=plus_seconds)
 
     def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that knows ``ON CONFLICT`` in this dialect."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord
@@ -24,6 +24,50 @@ from qwenedit.store.tables import callback_attempts, outbox, tasks
 from qwenedit.store.task_rows import task_record
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+_QUEUE = insert(outbox).returning(outbox.c.id)
+_DUE = (
+    select(outbox.c.id)
+    .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= bindparam("due_by"))
+    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM = (
+    update(outbox)
+    .where(outbox.c.id == _DUE, outbox.c.status == PENDING)
+    .values(
+        attempts=outbox.c.attempts + 1,
+        next_attempt_at=bindparam("leased_until", type_=outbox.c.next_attempt_at.type),
+    )
+    .returning(outbox.c.id, outbox.c.task_id, outbox.c.account_id, outbox.c.url, outbox.c.attempts)
+)
+_TASK = select(tasks).where(tasks.c.id == bindparam("claimed_task"))
+_LOG = insert(callback_attempts).values(
+    outbox_id=bindparam("delivery_id", type_=callback_attempts.c.outbox_id.type),
+    attempted_at=bindparam("started_at", type_=callback_attempts.c.attempted_at.type),
+    status_code=bindparam("answer_code", type_=callback_attempts.c.status_code.type),
+    error=bindparam("attempt_error", type_=callback_attempts.c.error.type),
+    duration_ms=bindparam("attempt_ms", type_=callback_attempts.c.duration_ms.type),
+)
+_DECIDE = (
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("delivery_id", type_=outbox.c.id.type),
+        outbox.c.attempts == bindparam("attempt_no", type_=outbox.c.attempts.type),
+        outbox.c.status == PENDING,
+    )
+    .values(
+        status=bindparam("new_status", type_=outbox.c.status.type),
+        delivered_at=bindparam("ended_at", type_=outbox.c.delivered_at.type),
+        next_attempt_at=func.coalesce(
+            bindparam("retry_at", type_=outbox.c.next_attempt_at.type), outbox.c.next_attempt_at
+        ),
+    )
+)
+_LOG_AND_DECIDE = _DECIDE.add_cte(_LOG.cte("logged"))
+"""``_LOG`` then ``_DECIDE`` in one statement, for PostgreSQL (one round trip where two were)."""
 
 
 @dataclass(frozen=True)
@@ -69,35 +113,14 @@ class OutboxRepo:
 
     async def claim(self, lease_seconds: float, *, now: datetime) -> Delivery | None:
         """The most overdue pending delivery due at ``now``, its attempt counted and leased."""
-        due = (
-            select(outbox.c.id)
-            .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
-            .order_by(outbox.c.next_attempt_at, outbox.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+        leased_until = now + timedelta(seconds=lease_seconds)
         async with self._db.transaction() as connection:
             row = (
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == due, outbox.c.status == PENDING)
-                    .values(
-                        attempts=outbox.c.attempts + 1,
-                        next_attempt_at=now + timedelta(seconds=lease_seconds),
-                    )
-                    .returning(
-                        outbox.c.id,
-                        outbox.c.task_id,
-                        outbox.c.account_id,
-                        outbox.c.url,
-                        outbox.c.attempts,
-                    )
-                )
+                await connection.execute(_CLAIM, {"due_by": now, "leased_until": leased_until})
             ).first()
             if row is None:
                 return None
-            task = (await connection.execute(select(tasks).where(tasks.c.id == row.task_id))).one()
+            task = (await connection.execute(_TASK, {"claimed_task": row.task_id})).one()
             secrets = await signing_secrets(connection, row.account_id, now)
         return Delivery(
             id=row.id,
@@ -122,34 +145,32 @@ class OutboxRepo:
         """Log the attempt that ended at ``now`` and schedule what follows: ``delivered``,
         ``failed`` (schedule exhausted) or ``pending`` (retry 1, 2, 4 s after ``now``). Returns
         the new status."""
+        delay = retry_delay(delivery.attempt) if delivery.attempt < MAX_ATTEMPTS else None
+        retry_at = None
         if outcome.succeeded:
-            values: dict[str, Any] = {"status": DELIVERED, "delivered_at": now}
+            status = DELIVERED
+        elif delay is None:
+            status = FAILED
         else:
-            delay = retry_delay(delivery.attempt) if delivery.attempt < MAX_ATTEMPTS else None
-            if delay is None:
-                values = {"status": FAILED}
-            else:
-                values = {"next_attempt_at": now + timedelta(seconds=delay)}
+            status, retry_at = PENDING, now + timedelta(seconds=delay)
+        parameters = {
+            "delivery_id": delivery.id,
+            "attempt_no": delivery.attempt,
+            "started_at": now - timedelta(milliseconds=outcome.duration_ms),
+            "answer_code": outcome.status_code,
+            "attempt_error": outcome.error,
+            "attempt_ms": outcome.duration_ms,
+            "new_status": status,
+            "ended_at": now if status == DELIVERED else None,
+            "retry_at": retry_at,
+        }
         async with self._db.transaction() as connection:
-            await connection.execute(
-                insert(callback_attempts).values(
-                    outbox_id=delivery.id,
-                    attempted_at=now - timedelta(milliseconds=outcome.duration_ms),
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    duration_ms=outcome.duration_ms,
-                )
-            )
-            await connection.execute(
-                update(outbox)
-                .where(
-                    outbox.c.id == delivery.id,
-                    outbox.c.attempts == delivery.attempt,
-                    outbox.c.status == PENDING,
-                )
-                .values(**values)
-            )
-        return str(values.get("status", PENDING))
+            if connection.dialect.name == "postgresql":
+                await connection.execute(_LOG_AND_DECIDE, parameters)
+            else:
+                await connection.execute(_LOG, parameters)
+                await connection.execute(_DECIDE, parameters)
+        return status
 
     async def history(self, task_id: str, account_id: int) -> list[dict[str, Any]]:
         """Every delivery of a task's callback with its attempts, oldest first. One statement,
@@ -255,20 +276,16 @@ async def queue_callback(
     """A new delivery of a task's callback, in the caller's transaction: due now, or, with
     ``lease_seconds``, its first attempt already claimed for that long."""
     claimed = lease_seconds is not None
-    new_id = await connection.scalar(
-        insert(outbox)
-        .values(
-            task_id=task_id,
-            account_id=account_id,
-            url=url,
-            created_at=now,
-            next_attempt_at=now + timedelta(seconds=lease_seconds or 0),
-            attempts=1 if claimed else 0,
-            status=PENDING,
-        )
-        .returning(outbox.c.id)
-    )
-    return int(new_id)
+    values = {
+        "task_id": task_id,
+        "account_id": account_id,
+        "url": url,
+        "created_at": now,
+        "next_attempt_at": now + timedelta(seconds=lease_seconds or 0),
+        "attempts": 1 if claimed else 0,
+        "status": PENDING,
+    }
+    return int(await connection.scalar(_QUEUE, values))
 
 
 async def queue_claimed(

@@ -1,5 +1,5 @@
 """The queue (DESIGN §1, §3): claim, lease heartbeat, progress, release, and the reaping of
-tasks whose worker vanished. Every worker write is fenced (see ``task_rows.fence``)."""
+tasks whose worker vanished. Every worker write is fenced (see ``task_rows.FENCE``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,44 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, literal, select, update
+from sqlalchemy import String, Update, and_, bindparam, case, cast, func, literal, select, update
 
 from qwenedit.domain.task import ErrorCode, TaskRecord
 from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.tables import accounts, tasks
 from qwenedit.store.task_end import settle
-from qwenedit.store.task_rows import PENDING, PROCESSING, failed, fence, task_record
+from qwenedit.store.task_rows import FENCE, PENDING, PROCESSING, failed, fenced, task_record
+
+_HOLDS = select(tasks.c.id).where(FENCE)
+
+
+def _claim_statement(db: Database) -> Update:
+    """The claim, built once: the oldest task of the account served longest ago, to the worker
+    ``claimer``, leased until ``clock_lease`` (both clock parameters of ``db``)."""
+    now = db.clock_param("clock_now")
+    picked = (
+        select(tasks.c.id)
+        .join_from(tasks, accounts)
+        .where(tasks.c.status == PENDING)
+        .order_by(accounts.c.last_claimed_at.asc().nulls_first(), tasks.c.created_at, tasks.c.id)
+        .limit(1)
+        .with_for_update(of=tasks, skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return (
+        update(tasks)
+        .where(tasks.c.id == picked.c.id)
+        .values(
+            status=PROCESSING,
+            worker_id=bindparam("claimer", type_=tasks.c.worker_id.type),
+            attempt=tasks.c.attempt + 1,
+            lease_expires_at=db.clock_param("clock_lease"),
+            claimed_at=now,
+            started_at=func.coalesce(tasks.c.started_at, now),
+        )
+        .returning(*tasks.c)
+    )
 
 
 @dataclass(frozen=True)
@@ -27,44 +58,27 @@ class Reaped:
 class QueueRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._claim = _claim_statement(db)
+        self._claimed_from = (
+            update(accounts)
+            .where(accounts.c.id == bindparam("claimed_account"))
+            .values(last_claimed_at=db.clock_param("clock_now"))
+        )
 
     async def claim(self, worker_id: str, lease_seconds: float) -> TaskRecord | None:
         """Take the next pending task: round-robin across accounts (the account served longest
         ago first), oldest first within one. PostgreSQL skips rows other claimers hold; SQLite's
         ``BEGIN IMMEDIATE`` already makes claimers take turns."""
-        now = self._db.clock()
-        picked = (
-            select(tasks.c.id)
-            .join_from(tasks, accounts)
-            .where(tasks.c.status == PENDING)
-            .order_by(
-                accounts.c.last_claimed_at.asc().nulls_first(), tasks.c.created_at, tasks.c.id
-            )
-            .limit(1)
-            .with_for_update(of=tasks, skip_locked=True)
-            .cte("picked")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
+        clock = {
+            "clock_now": self._db.clock_value(),
+            "clock_lease": self._db.clock_value(lease_seconds),
+        }
         async with self._db.transaction() as connection:
-            row = (
-                await connection.execute(
-                    update(tasks)
-                    .where(tasks.c.id == picked.c.id)
-                    .values(
-                        status=PROCESSING,
-                        worker_id=worker_id,
-                        attempt=tasks.c.attempt + 1,
-                        lease_expires_at=self._db.clock(lease_seconds),
-                        claimed_at=now,
-                        started_at=func.coalesce(tasks.c.started_at, now),
-                    )
-                    .returning(*tasks.c)
-                )
-            ).first()
+            row = (await connection.execute(self._claim, {"claimer": worker_id, **clock})).first()
             if row is None:
                 return None
             await connection.execute(
-                update(accounts).where(accounts.c.id == row.account_id).values(last_claimed_at=now)
+                self._claimed_from, {"claimed_account": row.account_id, **clock}
             )
         return task_record(row)
 
@@ -87,9 +101,7 @@ class QueueRepo:
         """Whether this attempt still holds the task: the fence, read without writing (on
         SQLite a write would take the write lock and an fsync)."""
         async with self._db.transaction(write=False) as connection:
-            found = await connection.scalar(
-                select(tasks.c.id).where(fence(task_id, worker_id, attempt))
-            )
+            found = await connection.scalar(_HOLDS, fenced(task_id, worker_id, attempt))
         return found is not None
 
     async def release(self, task_id: str, worker_id: str, attempt: int) -> bool:
@@ -114,7 +126,7 @@ class QueueRepo:
     ) -> bool:
         async with self._db.transaction() as connection:
             result = await connection.execute(
-                update(tasks).where(fence(task_id, worker_id, attempt)).values(**values)
+                update(tasks).where(FENCE).values(**values), fenced(task_id, worker_id, attempt)
             )
             if wake and result.rowcount > 0:
                 await self._db.notify_on_commit(connection, TASKS_CHANNEL)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, Update, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qwenedit.domain.task import TaskRecord
@@ -21,21 +21,24 @@ from qwenedit.store.task_rows import task_record
 async def end_task(
     db: Database,
     connection: AsyncConnection,
-    where: ColumnElement[bool],
-    values: dict[str, Any],
+    ending: Update,
+    parameters: dict[str, Any],
     now: datetime,
     handoff: Handoff | None = None,
 ) -> TaskRecord | None:
-    """Move the task matching ``where`` to its terminal state, then settle it; ``None`` when no
-    task matched (fenced out, or already ended)."""
-    row = (
-        await connection.execute(update(tasks).where(where).values(**values).returning(*tasks.c))
-    ).first()
+    """Run ``ending``, an UPDATE that moves one task to its terminal state and returns its row,
+    then settle the task; ``None`` when no task matched (fenced out, or already ended)."""
+    row = (await connection.execute(ending, parameters)).first()
     if row is None:
         return None
     record = task_record(row)
     await settle(db, connection, record, now, handoff)
     return record
+
+
+def ending(where: ColumnElement[bool], values: dict[str, Any]) -> Update:
+    """An ``end_task`` statement: the task matching ``where`` takes ``values``."""
+    return update(tasks).where(where).values(**values).returning(*tasks.c)
 
 
 async def settle(

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam
 
 from qwenedit.domain.task import TaskParams, TaskRecord, TaskStatus
 from qwenedit.store.database import AnyRow
@@ -60,21 +60,30 @@ def task_record(row: AnyRow) -> TaskRecord:
     )
 
 
-def fence(task_id: str, worker_id: str, attempt: int) -> ColumnElement[bool]:
-    return and_(
-        tasks.c.id == task_id,
-        tasks.c.worker_id == worker_id,
-        tasks.c.attempt == attempt,
-        tasks.c.status == PROCESSING,
-    )
+FENCE = and_(
+    tasks.c.id == bindparam("fenced_id", type_=tasks.c.id.type),
+    tasks.c.worker_id == bindparam("fenced_worker", type_=tasks.c.worker_id.type),
+    tasks.c.attempt == bindparam("fenced_attempt", type_=tasks.c.attempt.type),
+    tasks.c.status == PROCESSING,
+)
+"""The fence, its values given at execution (``fenced``), so the worker's statements can be
+built once: SQLAlchemy then finds their compiled form without building and walking them again
+(the names differ from the columns', which an UPDATE reserves for its SET)."""
 
 
-def ended(status: str, now: datetime, **values: Any) -> dict[str, Any]:
+def fenced(task_id: str, worker_id: str, attempt: int) -> dict[str, Any]:
+    """The parameters of ``FENCE``."""
+    return {"fenced_id": task_id, "fenced_worker": worker_id, "fenced_attempt": attempt}
+
+
+def ended(status: str, now: datetime | BindParameter[datetime], **values: Any) -> dict[str, Any]:
     """Column values of a task reaching a terminal status."""
     return {"status": status, "finished_at": now, "lease_expires_at": None, **values}
 
 
-def failed(now: datetime, code: str, message: Any) -> dict[str, Any]:
+def failed(
+    now: datetime | BindParameter[datetime], code: str | BindParameter[str], message: Any
+) -> dict[str, Any]:
     return ended(FAILED, now, error_code=code, error_message=message, used_milli=0)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, select
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, insert, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,20 +28,44 @@ from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import TASKS_CHANNEL, Database
 from qwenedit.store.outbox import Handoff
 from qwenedit.store.tables import idempotency_keys, tasks
-from qwenedit.store.task_end import end_task
+from qwenedit.store.task_end import end_task, ending
 from qwenedit.store.task_rows import (
     ACTIVE,
     COMPLETED,
+    FENCE,
     NO_RESULTS,
     PENDING,
     ended,
     failed,
-    fence,
+    fenced,
     params_json,
     purgeable,
     task_record,
 )
 from qwenedit.store.task_stats import QueueAhead, queues_ahead_on
+
+_ENDED_AT = bindparam("ended_at", type_=tasks.c.finished_at.type)
+_COMPLETE = ending(
+    FENCE,
+    ended(
+        COMPLETED,
+        _ENDED_AT,
+        progress=100,
+        result_keys=bindparam("keys", type_=tasks.c.result_keys.type),
+        used_milli=tasks.c.price_milli * bindparam("images", type_=Integer()),
+        actual_prompt=bindparam("prompt_used", type_=tasks.c.actual_prompt.type),
+        engine_seconds=bindparam("engine_time", type_=tasks.c.engine_seconds.type),
+    ),
+)
+_FAIL = ending(
+    FENCE,
+    failed(
+        _ENDED_AT,
+        bindparam("code", type_=tasks.c.error_code.type),
+        bindparam("message", type_=tasks.c.error_message.type),
+    ),
+)
+"""A worker ends its task (``fenced``), built once."""
 
 _INSERT = insert(tasks).returning(*tasks.c)
 """Built once (a create is the hottest write): its parameters travel apart from it."""
@@ -219,7 +243,7 @@ class TaskRepo:
         values = failed(now, ErrorCode.REQUEST_CANCELLED.value, "The task was cancelled")
         async with self._db.transaction() as connection:
             active = and_(owned, tasks.c.status.in_(ACTIVE))
-            record = await end_task(self._db, connection, active, values, now)
+            record = await end_task(self._db, connection, ending(active, values), {}, now)
             if record is not None:
                 return record
             if await connection.scalar(select(tasks.c.status).where(owned)) is None:
@@ -241,19 +265,16 @@ class TaskRepo:
         (for ``handoff`` to send, if given). ``None``, and nothing changed, when this attempt was
         fenced out."""
         now = datetime.now(UTC)
-        values = ended(
-            COMPLETED,
-            now,
-            progress=100,
-            result_keys=json.dumps(list(result_keys)),
-            used_milli=tasks.c.price_milli * len(result_keys),
-            actual_prompt=actual_prompt,
-            engine_seconds=engine_seconds,
-        )
+        parameters = {
+            **fenced(task_id, worker_id, attempt),
+            "ended_at": now,
+            "keys": json.dumps(list(result_keys)),
+            "images": len(result_keys),
+            "prompt_used": actual_prompt,
+            "engine_time": engine_seconds,
+        }
         async with self._db.transaction() as connection:
-            return await end_task(
-                self._db, connection, fence(task_id, worker_id, attempt), values, now, handoff
-            )
+            return await end_task(self._db, connection, _COMPLETE, parameters, now, handoff)
 
     async def fail(
         self,
@@ -267,11 +288,14 @@ class TaskRepo:
     ) -> TaskRecord | None:
         """Finalize a failure with a full refund, as ``complete``; ``None`` when fenced out."""
         now = datetime.now(UTC)
-        values = failed(now, code.value, message)
+        parameters = {
+            **fenced(task_id, worker_id, attempt),
+            "ended_at": now,
+            "code": code.value,
+            "message": message,
+        }
         async with self._db.transaction() as connection:
-            return await end_task(
-                self._db, connection, fence(task_id, worker_id, attempt), values, now, handoff
-            )
+            return await end_task(self._db, connection, _FAIL, parameters, now, handoff)
 
 
 async def _replay(
