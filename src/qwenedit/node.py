@@ -60,14 +60,19 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.outages = Outages()
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._callbacks_stop = asyncio.Event()
+        """The dispatcher stops after the workers, so the callbacks they hand it on their way
+        out are still sent."""
         self._dispatcher: Dispatcher | None = None
         """This process's callback dispatcher, if it runs one: its workers hand it the
         callbacks of the tasks they end."""
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._check)
         self._tasks.append(task)
+        return task
 
     def _check(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -89,7 +94,9 @@ class Supervisor:
     async def _dispatch(self, dispatcher: Dispatcher) -> None:
         wakeups = await self._rt.db.subscribe(OUTBOX_CHANNEL)
         try:
-            await dispatcher.run(self.stop, Retry("callback dispatcher", self.outages), wakeups)
+            await dispatcher.run(
+                self._callbacks_stop, Retry("callback dispatcher", self.outages), wakeups
+            )
         finally:
             wakeups.close()
 
@@ -97,7 +104,8 @@ class Supervisor:
         """Each worker loads its own engine (one pipeline each) off the event loop, then runs."""
         prefix = f"{os.uname().nodename}-{os.getpid()}"
         for index in range(count):
-            self._spawn(self._worker(f"{prefix}-w{index}", load_engine), f"worker-{index}")
+            worker = self._spawn(self._worker(f"{prefix}-w{index}", load_engine), f"worker-{index}")
+            self._workers.append(worker)
 
     async def _worker(self, worker_id: str, load_engine: EngineLoader) -> None:
         log.info("worker %s: loading the %s engine", worker_id, self._rt.settings.engine)
@@ -123,11 +131,15 @@ class Supervisor:
             await asyncio.to_thread(engine.close)
 
     async def shutdown(self) -> None:
-        """Ask every loop to stop; workers finish or release their task within the grace."""
+        """Ask every loop to stop; workers finish or release their task within the grace, then
+        the dispatcher sends what it holds (up to one callback deadline) and stops."""
         self.stop.set()
+        grace = self._rt.settings.shutdown_grace
+        if self._workers:
+            await asyncio.wait(self._workers, timeout=grace + SHUTDOWN_MARGIN_SECONDS)
+        self._callbacks_stop.set()
         if self._tasks:
-            grace = self._rt.settings.shutdown_grace
-            await asyncio.wait(self._tasks, timeout=grace + SHUTDOWN_MARGIN_SECONDS)
+            await asyncio.wait(self._tasks, timeout=SHUTDOWN_MARGIN_SECONDS)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

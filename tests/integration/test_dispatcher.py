@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -23,6 +25,10 @@ from qwenedit.store.database import Database
 from qwenedit.store.outbox import OutboxRepo
 from qwenedit.store.tables import outbox as outbox_table
 from qwenedit.store.tasks import NewTask
+from support.app import make_settings, running_app
+from support.engine import SteppingEngine
+from support.http_server import scripted_server
+from support.images import data_uri, png_bytes
 
 
 class BrokenSender:
@@ -155,3 +161,104 @@ async def test_handoff_slots_are_bounded_and_freed_when_unused(db: Database) -> 
     finally:
         stop.set()
         await running
+
+
+class FailsOnce:
+    """Answers 503 to the first attempt, 200 to the next ones."""
+
+    def __init__(self) -> None:
+        self.posted: list[float] = []
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+        self.posted.append(time.monotonic())
+        return 503 if len(self.posted) == 1 else 200
+
+
+async def test_a_retry_is_sent_when_due_without_waiting_for_the_poll(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> None:
+    """Nothing notifies a dispatcher of the retry it scheduled itself (PostgreSQL hears no
+    commit of its own; this one has no wakeups at all): it looks again when the retry is due,
+    not at its hourly poll nor when the attempt's lease would have run out."""
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    await store.tasks.cancel(created.id, account.id)
+    outbox = OutboxRepo(db)
+    sender = FailsOnce()
+    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
+    deadline = time.monotonic() + 10  # the lease of the failed attempt runs for 15 s
+    try:
+        while (delivery := (await outbox.history(created.id, account.id))[0])[
+            "status"
+        ] == "pending":
+            assert time.monotonic() < deadline, f"the retry was not sent when due: {delivery}"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await running
+    assert delivery["status"] == "delivered"
+    assert [attempt["status_code"] for attempt in delivery["attempts"]] == [503, 200]
+    assert sender.posted[1] - sender.posted[0] >= 1.0  # the schedule's first delay
+
+
+async def test_a_stopped_dispatcher_leaves_a_late_handoff_to_the_outbox(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> None:
+    account = await accounts.ensure("acme")
+    await accounts.grant(account.id, 5000, "test")
+    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
+    task = await store.queue.claim("w1", 60.0)
+    assert task is not None
+    outbox = OutboxRepo(db)
+    sender = OkSender()
+    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
+    await asyncio.sleep(0.05)
+    async with dispatcher.handoff() as handoff:
+        assert handoff is not None
+        stop.set()
+        await running  # stops while the worker still holds its slot
+        await store.tasks.complete(
+            task.id,
+            "w1",
+            1,
+            result_keys=["k"],
+            actual_prompt=None,
+            engine_seconds=0.1,
+            handoff=handoff,
+        )
+    await asyncio.sleep(0.1)
+    assert sender.posted == []  # nothing sent by a dispatcher that stopped
+    [row] = await outbox.pending(task.id)
+    assert row["attempts"] == 1  # claimed: any dispatcher sends it once the lease runs out
+    again = await outbox.claim(15.0, now=datetime.now(UTC) + timedelta(seconds=15.1))
+    assert again is not None and again.id == row["id"]
+
+
+async def test_callbacks_of_tasks_ending_during_shutdown_are_sent(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The dispatcher stops after the workers: a task that finishes within the shutdown grace
+    has its callback sent before the node stops."""
+    engine = SteppingEngine(steps=4, hold_at=2)
+    settings = make_settings(db_url, tmp_path, allow_insecure_callbacks=True)
+    with scripted_server() as receiver:
+        async with running_app(settings, engine) as app:
+            key = await app.new_key("acme", credits=5)
+            body = {
+                "model": "qwen-image-edit-plus",
+                "prompt": "make it blue",
+                "image_urls": [data_uri(png_bytes(400, 400))],
+                "callback_url": receiver.url("hook"),
+            }
+            created = (await app.create(key, body)).json()
+            assert await asyncio.to_thread(engine.holding.wait, 30), created
+            # the engine finishes shortly after the node is asked to stop (grace: 2 s)
+            asyncio.get_running_loop().call_later(0.3, engine.release.set)
+        [request] = receiver.requests_for("hook")
+    sent = json.loads(request.body)
+    assert (sent["id"], sent["status"]) == (created["id"], "completed")

@@ -29,7 +29,7 @@ from qwenedit.domain.webhooks import signature_header, webhook_id
 from qwenedit.errors import DependencyUnavailable, OutboundRefused
 from qwenedit.metrics import Metrics
 from qwenedit.resilience import Retry, is_transient
-from qwenedit.store.outbox import AttemptOutcome, Delivery, Handoff, OutboxRepo
+from qwenedit.store.outbox import PENDING, AttemptOutcome, Delivery, Handoff, OutboxRepo
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
         self._running = False
+        self._rescheduled = asyncio.Event()
+        """Set when an attempt failed and its retry was scheduled: ``_idle`` looks again when
+        it falls due (on PostgreSQL nothing else would tell this dispatcher)."""
 
     @contextlib.asynccontextmanager
     async def handoff(self) -> AsyncIterator[Handoff | None]:
@@ -151,6 +154,7 @@ class Dispatcher:
     async def _idle(self, stop: asyncio.Event, wakeups: Wakeups | None) -> None:
         """Wait for a new callback (a notification at the commit that queued it), the next
         retry that falls due, or the slow fallback poll, whichever comes first."""
+        self._rescheduled.clear()
         try:
             due_in = await self._outbox.seconds_until_due(now=self._clock())
         except Exception as error:
@@ -158,7 +162,10 @@ class Dispatcher:
                 raise
             due_in = None  # the claim that follows meets the outage and waits it out
         timeout = self._poll_seconds if due_in is None else min(due_in, self._poll_seconds)
-        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(stop.wait())}
+        waiters: set[asyncio.Future[object]] = {
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self._rescheduled.wait()),
+        }
         if wakeups is not None:
             waiters.add(asyncio.ensure_future(wakeups.wait(timeout)))
         _done, pending = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
@@ -170,6 +177,8 @@ class Dispatcher:
         try:
             outcome = await self._attempt(delivery)
             status = await self._outbox.record(delivery, outcome, now=self._clock())
+            if status == PENDING:
+                self._rescheduled.set()
             self._metrics.inc("qwenedit_callback_attempts_total", outcome=_label(outcome))
             log.info(
                 "task %s callback attempt %d: %s in %d ms -> %s",
@@ -222,7 +231,16 @@ class _Slot:
         self.sent = False
 
     def send(self, delivery: Delivery) -> None:
-        """Called once, when the transaction that queued ``delivery`` has committed."""
+        """Called once, when the transaction that queued ``delivery`` has committed. A
+        dispatcher that stopped meanwhile sends nothing more: the row stays claimed until its
+        lease runs out, and then any dispatcher claims it."""
+        if not self._dispatcher._running:
+            log.info(
+                "task %s: callback left to the outbox (the dispatcher has stopped)",
+                delivery.task_id,
+                extra={"task_id": delivery.task_id},
+            )
+            return
         self.sent = True
         self._dispatcher._start(delivery)
 

@@ -69,11 +69,12 @@ class QueueRepo:
         """Take the next pending task: round-robin across accounts (the account served longest
         ago first), oldest first within one. PostgreSQL skips rows other claimers hold; SQLite's
         ``BEGIN IMMEDIATE`` already makes claimers take turns."""
-        clock = {
-            "clock_now": self._db.clock_value(),
-            "clock_lease": self._db.clock_value(lease_seconds),
-        }
         async with self._db.transaction() as connection:
+            # read once the write lock is held, so waiting for it does not shorten the lease
+            clock = {
+                "clock_now": self._db.clock_value(),
+                "clock_lease": self._db.clock_value(lease_seconds),
+            }
             row = (await connection.execute(self._claim, {"claimer": worker_id, **clock})).first()
             if row is None:
                 return None
