@@ -15,7 +15,6 @@ from qwenedit.domain.task import TaskParams, TaskRecord, TaskStatus, is_task_id,
 from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
-from qwenedit.media.sources import refuse_internal_host
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.pace import FleetPace
 from qwenedit.services.presenter import TaskPresenter
@@ -95,11 +94,11 @@ class EditService:
         self._prompts = prompts
 
     async def _check_callback(self, url: str) -> None:
-        """Literal addresses are refused without DNS; a name is resolved now too, so a callback
-        that could never be delivered is a 400 rather than a silent failure later. (It is
-        resolved and checked again at every delivery: DNS may change in between.)"""
+        """The check every delivery makes, now: a literal address is judged without DNS, and a
+        name is resolved, so a callback that could never be delivered is a 400 rather than a
+        silent failure later. (It is resolved and checked again at every delivery: DNS may
+        change in between.)"""
         try:
-            refuse_internal_host(url, self._outbound.private_network_allowance)
             async with asyncio.timeout(CALLBACK_CHECK_SECONDS):
                 await self._url_checker.check_url(
                     url, https_only=not self._outbound.allow_insecure_callbacks
