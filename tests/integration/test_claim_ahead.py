@@ -109,3 +109,45 @@ async def test_backlog_results_and_billing_are_those_of_one_at_a_time(
         charged = sum(round(task["usage"]["credits_used"] * 1000) for task in finals)
         assert charged == 5 * round(finals[0]["usage"]["credits_used"] * 1000) > 0
         assert await balance_equals_ledger(app, "acme") == 10_000 - charged
+
+
+async def test_a_slow_store_does_not_hold_back_the_next_claim(
+    db_url: str, tmp_path: Path, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the first task's outputs are still being stored and the engine runs the second, a
+    third is claimed ahead (and prepared): only the tasks not yet through the engine count
+    against the one claimed ahead."""
+    engine = SteppingEngine(steps=2)
+    async with running_app(make_settings(db_url, tmp_path), engine) as app:
+        key = await app.new_key("acme", credits=5)
+        blobs = app.runtime.blobs
+        store = blobs.put
+        storing, stored_may_go = asyncio.Event(), asyncio.Event()
+        first: dict[str, Any] = {}
+
+        async def slow_put(name: str, data: bytes) -> None:
+            if first and name.startswith(f"{first['id']}/"):
+                storing.set()
+                await stored_may_go.wait()
+            await store(name, data)
+
+        monkeypatch.setattr(blobs, "put", slow_put)
+        first.update((await app.create(key, edit(image, 1))).json())
+        await asyncio.wait_for(storing.wait(), 30)  # through the engine, its store held
+        engine.hold_at = 1
+        second = (await app.create(key, edit(image, 2))).json()
+        assert await asyncio.to_thread(engine.holding.wait, 30)
+        third = (await app.create(key, edit(image, 3))).json()
+        await app.wait_for(key, third["id"], statuses=("processing",), timeout=10)
+        assert (await app.get(key, first["id"])).json()["status"] == "processing"  # storing
+        # one task waits for the engine, no more: a fourth is left to other workers
+        fourth = (await app.create(key, edit(image, 4))).json()
+        await asyncio.sleep(1)  # the worker hears of it at once and polls every 0.1 s
+        assert (await app.get(key, fourth["id"])).json()["status"] == "pending"
+
+        stored_may_go.set()
+        engine.release.set()
+        for task in (first, second, third, fourth):
+            done = await app.wait_for(key, task["id"])
+            assert done["status"] == "completed", done
+        assert await balance_equals_ledger(app, "acme") == 1000

@@ -129,7 +129,7 @@ async def test_a_fenced_out_attempt_deletes_its_result_files(
             assert (await rt.queue.claim("new-worker", 60.0)) is not None
         with caplog.at_level(logging.WARNING, logger="qwenedit.worker.runner"):
             stale = Worker(rt, SteppingEngine(steps=1), "stale-worker", outages=Outages())
-            await stale.process(task, asyncio.Event())
+            await stale.process(task, asyncio.Event(), lambda: None)
         assert f"task {task.id}: attempt 1 lost its lease; result discarded" in caplog.text
         for index in range(2):
             assert await rt.blobs.get(f"{task.id}/1/{index}.png") is None

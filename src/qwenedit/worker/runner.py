@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable
@@ -26,6 +27,7 @@ from qwenedit.runtime import Runtime
 from qwenedit.setting_groups import QueueSettings
 from qwenedit.store.database import TASKS_CHANNEL
 from qwenedit.store.outbox import Handoff
+from qwenedit.worker.in_hand import TasksInHand, ThroughEngine
 from qwenedit.worker.run_state import TaskRun
 from qwenedit.worker.stages import StoredResult, TaskStages
 
@@ -37,11 +39,6 @@ RELEASE_PATIENCE_SECONDS = 10.0
 """How long a stopping worker keeps trying to hand its task back through an outage; it fits in
 the margin the supervisor gives after the grace period."""
 DEREGISTER_TIMEOUT_SECONDS = 5.0
-TASKS_IN_HAND = 2
-"""The running task and one claimed ahead: while the engine runs one, the next one's inputs are
-fetched and decoded and the previous one's outputs are stored, so under a backlog the engine
-never waits for I/O (DESIGN §3). The one ahead has its own watch from the claim on, so it is
-heartbeated, fenced and cancellable like the running one; the engine takes them in turn."""
 
 
 @dataclass
@@ -92,11 +89,11 @@ class Worker:
         new_tasks = await self._rt.db.subscribe(TASKS_CHANNEL)
         log.info("worker %s ready (engine %s)", self.worker_id, self._engine.name)
         claims = self._retry("claim")
-        in_hand: set[asyncio.Task[None]] = set()
+        in_hand = TasksInHand()
         try:
             while not stop.is_set():
-                if len(in_hand) >= TASKS_IN_HAND:
-                    await _first_done(in_hand)
+                if in_hand.full():
+                    await in_hand.until_room()
                     continue
                 try:
                     task = await claims.run(
@@ -108,14 +105,10 @@ class Worker:
                 if task is None:
                     await _wait_any(stop, new_tasks.wait(self._queue.poll_seconds))
                     continue
-                held = asyncio.create_task(self.process(task, stop), name=f"{task.id}-process")
-                in_hand.add(held)
-                held.add_done_callback(in_hand.discard)
-            while in_hand:  # finished, or released after the grace period
-                await _first_done(in_hand)
+                in_hand.hold(functools.partial(self.process, task, stop), name=f"{task.id}-process")
+            await in_hand.finish()
         except BaseException:
-            for held in in_hand:
-                held.cancel()
+            in_hand.cancel()
             raise
         finally:
             new_tasks.close()
@@ -144,7 +137,9 @@ class Worker:
                 return
             await _wait_any(stop, asyncio.sleep(self._queue.heartbeat_seconds))
 
-    async def process(self, task: TaskRecord, stop: asyncio.Event) -> None:
+    async def process(
+        self, task: TaskRecord, stop: asyncio.Event, through_engine: ThroughEngine
+    ) -> None:
         log.info(
             "task %s claimed (attempt %d)",
             task.id,
@@ -154,7 +149,7 @@ class Worker:
         run = TaskRun()
         watch = asyncio.create_task(self._watch(task, run, stop), name=f"{task.id}-watch")
         try:
-            result = await self._stages.run(task, run)
+            result = await self._stages.run(task, run, through_engine)
             run.check()
             await self._complete(task, result, run)
         except WorkerStopping:
@@ -353,13 +348,6 @@ def _fence_out(task: TaskRecord, run: TaskRun) -> None:
         task.attempt,
         extra=task_fields(task),
     )
-
-
-async def _first_done(tasks: set[asyncio.Task[None]]) -> None:
-    """Wait until one of ``tasks`` ends and raise what it raised (a bug in the worker)."""
-    done, _pending = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        task.result()
 
 
 async def _wait_any(stop: asyncio.Event, other: Awaitable[object]) -> None:

@@ -21,6 +21,7 @@ from qwenedit.media.watermark import apply_watermark
 from qwenedit.resilience import is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.setting_groups import LimitSettings, PromptExtendSettings
+from qwenedit.worker.in_hand import ThroughEngine
 from qwenedit.worker.run_state import TaskRun
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,12 @@ class TaskStages:
         self._engine_turn = asyncio.Lock()
         """The worker holds a task claimed ahead; the engine runs one task at a time."""
 
-    async def run(self, task: TaskRecord, run: TaskRun) -> StoredResult:
+    async def run(
+        self, task: TaskRecord, run: TaskRun, through_engine: ThroughEngine
+    ) -> StoredResult:
         """Inputs, prompt extension, the engine, the stored outputs; ``run`` is checked for an
-        abort between stages and at every denoising step."""
+        abort between stages and at every denoising step, and ``through_engine`` is called
+        when the engine is done with the task."""
         images = await self._fetch_inputs(task, run)
         run.advance(progress.INPUTS_FETCHED)
         run.check()
@@ -70,6 +74,7 @@ class TaskStages:
             run.check()
             run.advance(progress.DENOISE_START)
             output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
+        through_engine()
         run.check()
         if len(output.images) != task.params.n:
             raise TaskFailure(
