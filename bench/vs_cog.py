@@ -7,14 +7,15 @@
 (c) creates per second, p50/p99, with 16 clients against ``serve --no-worker`` (Cog has no queue
     to accept into, so it gets no figure), and the framework floor: an authenticated
     ``GET /v1/credits`` per second (Cog: ``GET /health-check``) with the same clients;
-idle: server CPU per second of wall time while nothing happens.
+idle: server CPU per second of wall time while nothing happens (counted in clock ticks of 10 ms,
+    so a window of 30 s reads to a third of a millisecond per second).
 
 Server CPU is utime + stime from ``/proc/<pid>/stat`` summed over the server's process tree (Cog
 runs a Rust HTTP server and a Python worker process). Cog is not a dependency of the project: on
 its first run this script installs it into a venv of its own, ``bench/.scratch/cog-venv``
 (``cog==0.23.1 coglet==0.23.1 pillow`` from the package index; ``--no-cog`` skips it).
 
-    .venv/bin/python bench/vs_cog.py [--tasks 30] [--seconds 8] [--idle 10]
+    .venv/bin/python bench/vs_cog.py [--tasks 30] [--seconds 8] [--idle 30]
 """
 
 from __future__ import annotations
@@ -447,7 +448,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=30, help="tasks for (a)")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of (b) and (c)")
-    parser.add_argument("--idle", type=float, default=10.0, help="length of the idle window")
+    parser.add_argument("--idle", type=float, default=30.0, help="length of the idle window")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--no-cog", action="store_true", help="qwenedit only, no Cog install")
     args = parser.parse_args()
