@@ -262,3 +262,43 @@ async def test_callbacks_of_tasks_ending_during_shutdown_are_sent(
         [request] = receiver.requests_for("hook")
     sent = json.loads(request.body)
     assert (sent["id"], sent["status"]) == (created["id"], "completed")
+
+
+class Nudges:
+    """Wakeups the test gives by hand."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout)
+        self.event.clear()
+
+
+async def test_a_dispatcher_told_to_stop_while_its_slots_are_full_claims_nothing_more(
+    db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
+) -> None:
+    outbox = OutboxRepo(db)
+    sender = OkSender()
+    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    nudges = Nudges()
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages()), nudges))
+    await asyncio.sleep(0.05)
+    async with contextlib.AsyncExitStack() as taken:
+        for _ in range(MAX_IN_FLIGHT):
+            assert await taken.enter_async_context(dispatcher.handoff()) is not None
+        nudges.event.set()  # it looks again, and waits for a slot
+        await asyncio.sleep(0.05)
+        account = await accounts.ensure("acme")
+        await accounts.grant(account.id, 5000, "test")
+        created = await store.create(
+            new_task(account.id, callback_url="https://hooks.example.com/x")
+        )
+        await store.tasks.cancel(created.id, account.id)  # a callback due now
+        stop.set()
+    await asyncio.wait_for(running, 5)  # a slot came free after the stop
+    [row] = await outbox.pending(created.id)
+    assert row["attempts"] == 0  # not claimed: left for the next dispatcher
+    assert sender.posted == []

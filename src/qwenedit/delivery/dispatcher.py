@@ -101,6 +101,10 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
         self._running = False
+        """Slots are handed out (``handoff``) only while the dispatcher runs."""
+        self._sends_accepted = False
+        """A slot taken before the dispatcher stopped may still send until its last sends
+        have been waited for."""
         self._rescheduled = asyncio.Event()
         """Set when an attempt failed and its retry was scheduled: ``_idle`` looks again when
         it falls due (on PostgreSQL nothing else would tell this dispatcher)."""
@@ -130,16 +134,20 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, claims: Retry, wakeups: Wakeups | None = None) -> None:
         """Claim and send until ``stop`` is set; ``claims`` waits out database outages, and
         ``wakeups`` say when a callback may have been queued (else it polls)."""
-        self._running = True
+        self._running = self._sends_accepted = True
         try:
             while not stop.is_set():
                 await self._slots.acquire()
+                if stop.is_set():  # told to stop while every slot was busy
+                    self._slots.release()
+                    break
                 try:
                     delivery = await claims.run(
                         lambda: self._outbox.claim(_Slot.lease_seconds, now=self._clock()),
                         stop=stop,
                     )
                 except DependencyUnavailable:
+                    self._slots.release()
                     break
                 if delivery is None:
                     self._slots.release()
@@ -148,8 +156,16 @@ class Dispatcher:
                 self._start(delivery)
         finally:
             self._running = False
-            if self._sending:
-                await asyncio.wait(self._sending, timeout=CALLBACK_TIMEOUT + 1)
+            await self._drain()
+            self._sends_accepted = False
+
+    async def _drain(self) -> None:
+        """Wait for the sends under way, those handed over meanwhile included, up to one
+        callback deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CALLBACK_TIMEOUT + 1
+        while self._sending and loop.time() < deadline:
+            await asyncio.wait(set(self._sending), timeout=deadline - loop.time())
 
     async def _idle(self, stop: asyncio.Event, wakeups: Wakeups | None) -> None:
         """Wait for a new callback (a notification at the commit that queued it), the next
@@ -232,9 +248,10 @@ class _Slot:
 
     def send(self, delivery: Delivery) -> None:
         """Called once, when the transaction that queued ``delivery`` has committed. A
-        dispatcher that stopped meanwhile sends nothing more: the row stays claimed until its
-        lease runs out, and then any dispatcher claims it."""
-        if not self._dispatcher._running:
+        dispatcher that has stopped and waited for its last sends sends nothing more: the row
+        stays claimed until its lease runs out, and then any dispatcher claims it (the attempt
+        it was claimed for counts as made)."""
+        if not self._dispatcher._sends_accepted:
             log.info(
                 "task %s: callback left to the outbox (the dispatcher has stopped)",
                 delivery.task_id,

@@ -25,12 +25,19 @@ class TasksInHand:
         self._before_engine = 0
         self._moved = asyncio.Event()
         """Set when a task went through the engine or ended: there may be room again."""
+        self._failure: BaseException | None = None
+        """What the first task that raised raised (a bug in the worker), whenever it ended."""
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def full(self) -> bool:
         return len(self._tasks) >= AT_MOST or self._before_engine >= BEFORE_ENGINE
+
+    def check(self) -> None:
+        """Raise what a task that ended raised, if one did."""
+        if self._failure is not None:
+            raise self._failure
 
     def hold(self, work: Callable[[ThroughEngine], Coroutine[Any, Any, None]], name: str) -> None:
         """Run ``work`` in a task of its own; it calls what it is given when the engine is done
@@ -48,33 +55,32 @@ class TasksInHand:
         def ended(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             through_engine()
+            if not task.cancelled() and self._failure is None:
+                self._failure = task.exception()
 
         task = asyncio.create_task(work(through_engine), name=name)
         self._tasks.add(task)
         task.add_done_callback(ended)
 
     async def until_room(self) -> None:
-        """Wait until a task goes through the engine or ends; raise what an ended task raised
-        (a bug in the worker)."""
-        self._moved.clear()
-        moved = asyncio.ensure_future(self._moved.wait())
-        try:
-            done, _pending = await asyncio.wait(
-                {*self._tasks, moved}, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            moved.cancel()
-        for task in done - {moved}:
-            task.result()
+        """Wait until there is room for another task; raise what an ended task raised (a bug
+        in the worker)."""
+        while self.full():
+            self._moved.clear()
+            moved = asyncio.ensure_future(self._moved.wait())
+            try:
+                await asyncio.wait({*self._tasks, moved}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+            self.check()
+        self.check()
 
     async def finish(self) -> None:
-        """Wait for every task held to end (finished, or released after the grace period)."""
+        """Wait for every task held to end (finished, or released after the grace period);
+        raise what one of them raised."""
         while self._tasks:
-            done, _pending = await asyncio.wait(
-                set(self._tasks), return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                task.result()
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        self.check()
 
     def cancel(self) -> None:
         for task in self._tasks:

@@ -92,6 +92,7 @@ class Worker:
         in_hand = TasksInHand()
         try:
             while not stop.is_set():
+                in_hand.check()
                 if in_hand.full():
                     await in_hand.until_room()
                     continue
