@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from integration.callback_tasks import (
+    cancelled_with_callback,
+    complete,
+    dispatching,
+    running_with_callback,
+    settled_delivery,
+)
 from integration.conftest import Store
 from qwenedit.delivery.dispatcher import MAX_IN_FLIGHT, UNEXPECTED_ERROR, Dispatcher
 from qwenedit.domain.task import TaskRecord
@@ -56,10 +63,7 @@ async def test_any_exception_is_a_recorded_failed_attempt(
     new_task: Callable[..., NewTask],
     broken: str,
 ) -> None:
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    await store.tasks.cancel(created.id, account.id)
+    created = await cancelled_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = BrokenSender()
     dispatcher = Dispatcher(
@@ -74,7 +78,7 @@ async def test_any_exception_is_a_recorded_failed_attempt(
     deadline = time.monotonic() + 20
     try:
         while True:
-            [delivery] = await outbox.history(created.id, account.id)
+            [delivery] = await outbox.history(created.id, created.account_id)
             if delivery["status"] != "pending":
                 break
             assert time.monotonic() < deadline, f"attempts were not recorded: {delivery}"
@@ -108,39 +112,18 @@ class OkSender:
 async def test_a_callback_handed_off_at_commit_is_sent_without_a_claim(
     db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    task = await store.queue.claim("w1", 60.0)
-    assert task is not None
+    task = await running_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = OkSender()
     # polls once an hour and hears no wakeups: only the handoff can send it soon
     dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
     async with dispatcher.handoff() as handoff:
         assert handoff is None  # not running yet: the outbox's claim sends it
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
-    try:
-        await asyncio.sleep(0.1)  # its first claim finds nothing; it waits for an hour
+    async with dispatching(dispatcher):
         async with dispatcher.handoff() as handoff:
             assert handoff is not None
-            await store.tasks.complete(
-                task.id,
-                "w1",
-                1,
-                result_keys=["k"],
-                actual_prompt=None,
-                engine_seconds=0.1,
-                handoff=handoff,
-            )
-        deadline = time.monotonic() + 10
-        while (delivery := (await outbox.history(task.id, account.id))[0])["status"] == "pending":
-            assert time.monotonic() < deadline, f"never delivered: {delivery}"
-            await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await running
+            await complete(store, task, handoff=handoff)
+        delivery = await settled_delivery(outbox, task)
     assert delivery["status"] == "delivered"
     assert len(delivery["attempts"]) == 1
     assert sender.posted == [f"msg_{delivery['id']}"]
@@ -148,19 +131,13 @@ async def test_a_callback_handed_off_at_commit_is_sent_without_a_claim(
 
 async def test_handoff_slots_are_bounded_and_freed_when_unused(db: Database) -> None:
     dispatcher = Dispatcher(OutboxRepo(db), OkSender(), render, Metrics(), poll_seconds=3600)
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
-    try:
-        await asyncio.sleep(0.05)
+    async with dispatching(dispatcher):
         async with contextlib.AsyncExitStack() as taken:
             slots = [await taken.enter_async_context(dispatcher.handoff()) for _ in range(40)]
             assert all(slot is not None for slot in slots[:MAX_IN_FLIGHT])
             assert all(slot is None for slot in slots[MAX_IN_FLIGHT:])  # the rest are claimed
         async with dispatcher.handoff() as again:
             assert again is not None  # none was sent through: all were freed
-    finally:
-        stop.set()
-        await running
 
 
 class FailsOnce:
@@ -180,25 +157,13 @@ async def test_a_retry_is_sent_when_due_without_waiting_for_the_poll(
     """Nothing notifies a dispatcher of the retry it scheduled itself (PostgreSQL hears no
     commit of its own; this one has no wakeups at all): it looks again when the retry is due,
     not at its hourly poll nor when the attempt's lease would have run out."""
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    await store.tasks.cancel(created.id, account.id)
+    created = await cancelled_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = FailsOnce()
     dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
-    deadline = time.monotonic() + 10  # the lease of the failed attempt runs for 15 s
-    try:
-        while (delivery := (await outbox.history(created.id, account.id))[0])[
-            "status"
-        ] == "pending":
-            assert time.monotonic() < deadline, f"the retry was not sent when due: {delivery}"
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await running
+    async with dispatching(dispatcher):
+        # within 10 s: the lease of the failed attempt runs for 15 s
+        delivery = await settled_delivery(outbox, created, timeout=10)
     assert delivery["status"] == "delivered"
     assert [attempt["status_code"] for attempt in delivery["attempts"]] == [503, 200]
     assert sender.posted[1] - sender.posted[0] >= 1.0  # the schedule's first delay
@@ -207,11 +172,7 @@ async def test_a_retry_is_sent_when_due_without_waiting_for_the_poll(
 async def test_a_stopped_dispatcher_leaves_a_late_handoff_to_the_outbox(
     db: Database, accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> None:
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    task = await store.queue.claim("w1", 60.0)
-    assert task is not None
+    task = await running_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = OkSender()
     dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
@@ -221,16 +182,8 @@ async def test_a_stopped_dispatcher_leaves_a_late_handoff_to_the_outbox(
     async with dispatcher.handoff() as handoff:
         assert handoff is not None
         stop.set()
-        await running  # stops while the worker still holds its slot
-        await store.tasks.complete(
-            task.id,
-            "w1",
-            1,
-            result_keys=["k"],
-            actual_prompt=None,
-            engine_seconds=0.1,
-            handoff=handoff,
-        )
+        await running  # stopped, and done waiting for its sends, while the worker holds a slot
+        await complete(store, task, handoff=handoff)
     await asyncio.sleep(0.1)
     assert sender.posted == []  # nothing sent by a dispatcher that stopped
     [row] = await outbox.pending(task.id)
@@ -283,22 +236,14 @@ async def test_a_dispatcher_told_to_stop_while_its_slots_are_full_claims_nothing
     sender = OkSender()
     dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
     nudges = Nudges()
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages()), nudges))
-    await asyncio.sleep(0.05)
-    async with contextlib.AsyncExitStack() as taken:
+    async with dispatching(dispatcher, nudges) as stop, contextlib.AsyncExitStack() as taken:
         for _ in range(MAX_IN_FLIGHT):
             assert await taken.enter_async_context(dispatcher.handoff()) is not None
         nudges.event.set()  # it looks again, and waits for a slot
         await asyncio.sleep(0.05)
-        account = await accounts.ensure("acme")
-        await accounts.grant(account.id, 5000, "test")
-        created = await store.create(
-            new_task(account.id, callback_url="https://hooks.example.com/x")
-        )
-        await store.tasks.cancel(created.id, account.id)  # a callback due now
+        created = await cancelled_with_callback(accounts, store, new_task)  # due now
         stop.set()
-    await asyncio.wait_for(running, 5)  # a slot came free after the stop
+        # a slot came free after the stop; leaving the block waits for the dispatcher to end
     [row] = await outbox.pending(created.id)
     assert row["attempts"] == 0  # not claimed: left for the next dispatcher
     assert sender.posted == []

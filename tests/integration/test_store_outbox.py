@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from integration.callback_tasks import cancelled_with_callback, complete, running_with_callback
 from integration.conftest import Store
-from qwenedit.domain.task import ErrorCode, TaskRecord
+from qwenedit.domain.task import ErrorCode
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.outbox import AttemptOutcome, Delivery, OutboxRepo
@@ -25,11 +26,8 @@ def seconds(value: float) -> timedelta:
 async def finished_with_callback(
     accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
 ) -> tuple[str, int]:
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    created = await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    await store.tasks.cancel(created.id, account.id)
-    return created.id, account.id
+    task = await cancelled_with_callback(accounts, store, new_task)
+    return task.id, task.account_id
 
 
 async def test_claims_are_exclusive_and_follow_the_schedule(
@@ -119,17 +117,6 @@ class KeptHandoff:
         self.sent.append(delivery)
 
 
-async def running_with_callback(
-    accounts: AccountRepo, store: Store, new_task: Callable[..., NewTask]
-) -> TaskRecord:
-    account = await accounts.ensure("acme")
-    await accounts.grant(account.id, 5000, "test")
-    await store.create(new_task(account.id, callback_url="https://hooks.example.com/x"))
-    task = await store.queue.claim("w1", 60.0)
-    assert task is not None
-    return task
-
-
 @pytest.mark.parametrize("ending", ["complete", "fail"])
 async def test_a_handed_off_callback_is_claimed_by_the_commit_that_ends_the_task(
     db: Database,
@@ -142,15 +129,7 @@ async def test_a_handed_off_callback_is_claimed_by_the_commit_that_ends_the_task
     handoff = KeptHandoff()
     before = datetime.now(UTC)
     if ending == "complete":
-        ended = await store.tasks.complete(
-            task.id,
-            "w1",
-            1,
-            result_keys=["k"],
-            actual_prompt=None,
-            engine_seconds=0.1,
-            handoff=handoff,
-        )
+        ended = await complete(store, task, handoff=handoff)
     else:
         ended = await store.tasks.fail(
             task.id, "w1", 1, ErrorCode.SERVICE_ERROR, "broke", handoff=handoff
@@ -188,15 +167,7 @@ async def test_nothing_is_handed_off_by_a_fenced_out_attempt(
 ) -> None:
     task = await running_with_callback(accounts, store, new_task)
     handoff = KeptHandoff()
-    stale = await store.tasks.complete(
-        task.id,
-        "w2",
-        1,
-        result_keys=["k"],
-        actual_prompt=None,
-        engine_seconds=0.1,
-        handoff=handoff,
-    )
+    stale = await complete(store, task, worker="w2", handoff=handoff)
     assert stale is None
     assert handoff.sent == []
     assert await store.outbox.pending(task.id) == []
