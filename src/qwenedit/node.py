@@ -23,6 +23,7 @@ from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
 from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.errors import ConfigError
+from qwenedit.heap import freeze_long_lived
 from qwenedit.media.resolver import Resolver
 from qwenedit.resilience import Outages, Retry, describe, is_database_error, is_transient
 from qwenedit.runtime import Runtime, open_runtime
@@ -49,14 +50,22 @@ class NodeOptions:
     """Name resolution for outbound URLs; the system's when ``None``."""
     housekeeping: bool = True
     """Run the reaper and the callback dispatcher: the loops every node may run."""
+    freeze_heap: bool = False
+    """Keep what exists once the node has started, and once each engine has loaded, out of
+    later garbage collections (``heap.freeze_long_lived``). A process-wide choice, so only a
+    program that is nothing but the node (``serve``, ``worker``) makes it, not one that embeds
+    it."""
 
 
 class Supervisor:
     """The background loops of one process, started and stopped together."""
 
-    def __init__(self, runtime: Runtime, on_fatal: Callable[[], None]) -> None:
+    def __init__(
+        self, runtime: Runtime, on_fatal: Callable[[], None], *, freeze_heap: bool = False
+    ) -> None:
         self._rt = runtime
         self._on_fatal = on_fatal
+        self._freeze_heap = freeze_heap
         self.stop = asyncio.Event()
         self.outages = Outages()
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,6 +121,8 @@ class Supervisor:
         engine = await asyncio.to_thread(load_engine, self._rt.settings)
         extender = load_prompt_extender(self._rt.settings, engine)
         log.info("worker %s: prompt extension %s", worker_id, extender.name if extender else "off")
+        if self._freeze_heap:
+            freeze_long_lived(f"worker {worker_id} loaded its engine")
         self._rt.engines.loaded += 1
         self._rt.prompts.use(engine)
         try:
@@ -157,11 +168,13 @@ async def run_node(
 ) -> AsyncIterator[Node]:
     """Open the runtime and run the loops ``options`` ask for until the block ends."""
     runtime = await start_runtime(settings, options.public_url, options.resolver)
-    supervisor = Supervisor(runtime, on_fatal)
+    supervisor = Supervisor(runtime, on_fatal, freeze_heap=options.freeze_heap)
     if options.housekeeping:
         supervisor.start_housekeeping()
     if options.workers and options.load_engine is not None:
         supervisor.start_workers(options.workers, options.load_engine)
+    if options.freeze_heap:
+        freeze_long_lived("the node started")
     try:
         yield Node(runtime=runtime, supervisor=supervisor)
     finally:
