@@ -375,3 +375,30 @@ async def test_readiness_answers_quickly_while_the_database_hangs(
         done = await app.wait_for(key, task["id"])
         assert done["status"] == "completed", done
         assert_loops_running()
+
+
+async def test_requests_during_an_outage_answer_503_with_retry_after(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = make_settings(through(pg_url, proxy), tmp_path)
+    async with running_app(settings) as app:
+        key = await app.new_key("acme", credits=10)
+        unseen = await app.new_key("beta")  # not in the key cache: checking it needs the database
+        auth = {"Authorization": f"Bearer {key}"}
+        async with outage(proxy, pg_url):
+            answers = [
+                await app.client.get("/v1/credits", headers=auth),
+                await app.create(key, edit()),
+                await app.client.get("/v1/credits", headers={"Authorization": f"Bearer {unseen}"}),
+            ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"] == "2"
+            error = answer.json()["error"]
+            assert error["type"] == "service_unavailable_error"
+            assert "database" not in error["message"]
+        assert (await app.create(key, edit())).status_code == 200
+        assert await balance_equals_ledger(app, "acme") == 9000
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.name == "qwenedit.api.errors" and r.exc_info]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import exc as sa
 
 from qwenedit.errors import (
     AccountNotFound,
     ActiveTaskLimitReached,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     QueueFull,
@@ -14,7 +16,7 @@ from qwenedit.errors import (
     TaskAlreadyFinished,
     TaskNotFound,
 )
-from qwenedit.services.api_errors import as_api_error
+from qwenedit.services.api_errors import OUTAGE_RETRY_AFTER, as_api_error, outage_error
 
 
 @pytest.mark.parametrize(
@@ -70,3 +72,25 @@ def test_each_domain_error_has_its_wire_answer(
         retry_after,
         message,
     )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa.OperationalError("SELECT 1", {}, ConnectionRefusedError(111, "refused")),
+        ConnectionResetError(104, "reset by peer"),
+        DependencyUnavailable("the server is stopping"),
+    ],
+)
+def test_an_unreachable_dependency_is_a_503_to_try_again(error: Exception) -> None:
+    answer = outage_error(error)
+    assert answer is not None
+    assert (answer.status, answer.type) == (503, "service_unavailable_error")
+    assert answer.retry_after == OUTAGE_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    "error", [sa.IntegrityError("INSERT", {}, ValueError("duplicate")), ValueError("a bug")]
+)
+def test_any_other_error_is_not_an_outage(error: Exception) -> None:
+    assert outage_error(error) is None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -14,6 +16,7 @@ from qwenedit.domain.wire import ErrorBody, ErrorEnvelope
 from qwenedit.errors import (
     ApiError,
     AuthenticationFailed,
+    DependencyUnavailable,
     DomainError,
     InternalError,
     InvalidRequest,
@@ -24,9 +27,20 @@ from qwenedit.errors import (
     RequestTooLarge,
     ServiceUnavailable,
 )
-from qwenedit.services.api_errors import as_api_error
+from qwenedit.resilience import describe
+from qwenedit.services.api_errors import as_api_error, outage_error
 
 log = logging.getLogger(__name__)
+
+_OUTAGE_TYPES: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    DependencyUnavailable,
+)
+"""What a database or blob store that cannot be reached raises (``resilience.dependency_of``
+tells an outage from a bug among them)."""
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest,
@@ -98,6 +112,16 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return error_response(InvalidRequest("The request body did not arrive"))
 
 
+async def _outage(request: Request, exc: Exception) -> Response:
+    """A dependency that cannot be reached now: 503 with ``Retry-After`` and one warning line,
+    no stack trace. Any other error of these types is a bug, answered as one (500)."""
+    unavailable = outage_error(exc)
+    if unavailable is None:
+        raise exc
+    log.warning("%s %s: answered 503 (%s)", request.method, request.url.path, describe(exc))
+    return error_response(unavailable)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalError("Internal server error"))
@@ -109,4 +133,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for kind in _OUTAGE_TYPES:
+        app.add_exception_handler(kind, _outage)
     app.add_exception_handler(Exception, _unexpected)

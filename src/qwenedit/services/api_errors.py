@@ -12,6 +12,7 @@ from qwenedit.errors import (
     ApiError,
     CallbackPending,
     Conflict,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     InsufficientQuota,
@@ -25,9 +26,25 @@ from qwenedit.errors import (
     TaskAlreadyFinished,
     TaskNotFound,
 )
+from qwenedit.resilience import dependency_of
 
 ACTIVE_LIMIT_RETRY_AFTER = 5
 QUEUE_FULL_RETRY_AFTER = 10
+OUTAGE_RETRY_AFTER = 2
+"""Seconds a client is asked to wait when the database or the blob store cannot be reached:
+the background loops' backoff finds a return within about that."""
+
+
+def outage_error(error: BaseException) -> ApiError | None:
+    """The 503 for an error that means a dependency cannot be reached right now (an outage, or
+    the server stopping while a write waited); ``None`` for any other error, a bug. The client
+    is told to try again, and not which dependency failed."""
+    if isinstance(error, DependencyUnavailable) or dependency_of(error) is not None:
+        return ServiceUnavailable(
+            "The service is briefly unavailable, try again shortly",
+            retry_after=OUTAGE_RETRY_AFTER,
+        )
+    return None
 
 
 def as_api_error(error: DomainError) -> ApiError:
