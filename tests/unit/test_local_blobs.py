@@ -3,6 +3,7 @@ tests/integration/test_blobs_contract.py): temp files left behind, writes outsid
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,34 @@ async def test_an_unwritable_root_fails_the_start_check(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "file" / "blobs")
     with pytest.raises(ConfigError, match="blob storage file://"):
         await store.check()
+
+
+async def test_a_write_is_on_disk_before_put_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's bytes are synced before the rename publishes it, then the directory entry,
+    and so is every directory the write created (a power cut keeps nothing half there)."""
+    (tmp_path / "inputs").mkdir()
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        fsync(fd)
+
+    def spy_replace(source: str, target: str) -> None:
+        events.append(("replace", Path(target).name))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    await LocalBlobStore(tmp_path).put("inputs/t1/0.png", b"png")
+
+    assert (tmp_path / "inputs/t1/0.png").read_bytes() == b"png"
+    [(_, temp)] = [event for event in events if event[1].startswith(".tmp-")]
+    assert events == [
+        ("fsync", "inputs"),  # t1 was created in it
+        ("fsync", temp),
+        ("replace", "0.png"),
+        ("fsync", "t1"),
+    ]

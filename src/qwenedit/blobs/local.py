@@ -1,5 +1,10 @@
-"""BlobStore on a local directory: atomic writes (temp file + rename), keys checked so no key
-can leave the root."""
+"""BlobStore on a local directory: atomic, durable writes (temp file, fsync, rename, fsync of the
+directory), keys checked so no key can leave the root.
+
+Durable because what is written here is acknowledged soon after: a large input by its create's
+commit, an upload by its answer, results by the completion's commit. The database fsyncs those
+commits; a blob they point to must be on disk first, or a power cut keeps the row and loses the
+file."""
 
 from __future__ import annotations
 
@@ -43,15 +48,18 @@ class LocalBlobStore:
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_directories(path.parent)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(temp, path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+        _fsync_directory(path.parent)
 
     async def get(self, key: str) -> bytes | None:
         if not valid_key(key):
@@ -94,6 +102,27 @@ class LocalBlobStore:
 
     def close(self) -> None:
         return None
+
+
+def _make_directories(directory: Path) -> None:
+    """``directory`` and whichever of its parents are missing, each new entry synced into its
+    parent, so the path to a durable file survives a power cut too."""
+    missing = []
+    current = directory
+    while not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_directory(new.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
