@@ -402,3 +402,26 @@ async def test_requests_during_an_outage_answer_503_with_retry_after(
         assert await balance_equals_ledger(app, "acme") == 9000
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.name == "qwenedit.api.errors" and r.exc_info]
+
+
+async def test_an_event_stream_stays_open_through_an_outage(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    settings = make_settings(through(pg_url, proxy), tmp_path, event_poll_seconds=0.05)
+    async with running_app(settings) as app:
+        key = await app.new_key("acme", credits=10)
+        auth = {"Authorization": f"Bearer {key}"}
+        task = (await app.create(key, edit())).json()
+        stream = asyncio.create_task(
+            app.client.get(f"/v1/tasks/{task['id']}/events", headers=auth, timeout=30)
+        )
+        await asyncio.sleep(0.2)
+        async with outage(proxy, pg_url):
+            await asyncio.sleep(0.5)  # ten polls fail
+        cancel = await app.client.post(f"/v1/tasks/{task['id']}/cancel", headers=auth)
+        assert cancel.status_code == 200
+        answer = await asyncio.wait_for(stream, 20)
+    assert answer.status_code == 200
+    ids = [line[4:] for line in answer.text.splitlines() if line.startswith("id: ")]
+    assert ids[0].startswith("pending.0.")
+    assert ids[-1] == "failed.0.-"

@@ -2,7 +2,8 @@
 position changes, ending after the terminal one.
 
 A stream reads the task from the database every ``event_poll_seconds``, so it sees changes
-made through any API node or worker. An event's id names the state it shows
+made through any API node or worker. While the database cannot be reached the stream stays
+open (keepalives go on) and looks again at the next poll. An event's id names the state it shows
 (``<status>.<progress>.<queue position>``): a client that reconnects with ``Last-Event-ID``
 is not sent that state again, only what comes after it.
 """
@@ -15,6 +16,7 @@ from typing import Final
 
 from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import RateLimited, TaskNotFound
+from qwenedit.resilience import is_transient
 from qwenedit.services.edits import EditService
 from qwenedit.setting_groups import StreamSettings
 from qwenedit.store.accounts import Caller
@@ -84,6 +86,9 @@ class TaskEvents:
                     task = await self._edits.get(account, task_id)
                 except TaskNotFound:
                     return
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
         finally:
             self._open[account.id] = self.open_count(account) - 1
             if not self._open[account.id]:
