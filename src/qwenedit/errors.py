@@ -3,7 +3,8 @@
     QwenEditError
     ├── ConfigError            settings that cannot work (bad value, missing secret, no CUDA,
     │                          a bucket that does not exist or refuses the credentials)
-    ├── StorageError           the blob store failed at run time (unreachable, timed out)
+    ├── StorageError           the blob store failed at run time (refused the request, ...)
+    │   └── StorageUnavailable     ... or could not be reached or answered in time: an outage
     ├── DomainError            a rule of the domain or the store said no; services map it to an
     │   │                      ApiError (the store never speaks HTTP)
     │   ├── AccountNotFound        no account with that id or name
@@ -64,6 +65,13 @@ class ConfigError(QwenEditError):
 
 class StorageError(QwenEditError):
     """The blob store failed a request (a missing blob is not a failure: it reads as ``None``)."""
+
+
+class StorageUnavailable(StorageError):
+    """The blob store could not be reached, or failed to answer after the client's own retries
+    (a network error, a timeout, a 5xx): an outage, waited out like the database's
+    (``resilience.dependency_of``). A refusal (credentials, permissions) is a plain
+    ``StorageError``: trying again would not help."""
 
 
 class DomainError(QwenEditError):

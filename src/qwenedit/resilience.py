@@ -24,7 +24,7 @@ from typing import TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa
 
-from qwenedit.errors import DependencyUnavailable
+from qwenedit.errors import DependencyUnavailable, StorageUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,6 +73,8 @@ def dependency_of(error: BaseException) -> str | None:
     for cause in _causes(error):
         if isinstance(cause, _DATABASE_ERRORS):
             return DATABASE
+        if isinstance(cause, StorageUnavailable):
+            return STORAGE
         if isinstance(cause, sa.DBAPIError) and cause.connection_invalidated:
             return DATABASE
     if isinstance(error, OSError):  # ConnectionError and TimeoutError are OSErrors

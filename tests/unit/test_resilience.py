@@ -11,7 +11,12 @@ import pytest
 from sqlalchemy import exc as sa
 
 from qwenedit.domain.task import ErrorCode
-from qwenedit.errors import DependencyUnavailable, TaskFailure
+from qwenedit.errors import (
+    DependencyUnavailable,
+    StorageError,
+    StorageUnavailable,
+    TaskFailure,
+)
 from qwenedit.resilience import (
     DATABASE,
     STORAGE,
@@ -102,6 +107,11 @@ def test_database_outages_are_transient(error: BaseException) -> None:
 )
 def test_os_errors_outside_the_database_driver_are_storage_outages(error: BaseException) -> None:
     assert dependency_of(_raised(error)) == STORAGE
+
+
+def test_a_store_that_cannot_be_reached_is_an_outage_and_one_that_refuses_is_not() -> None:
+    assert dependency_of(StorageUnavailable("write k: cannot connect")) == STORAGE
+    assert dependency_of(StorageError("write k: access denied")) is None
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from qwenedit.errors import (
     RateLimited,
     RequestTooLarge,
     ServiceUnavailable,
+    StorageError,
 )
 from qwenedit.resilience import describe
 from qwenedit.services.api_errors import as_api_error, outage_error
@@ -37,6 +38,7 @@ _OUTAGE_TYPES: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
+    StorageError,
     DependencyUnavailable,
 )
 """What a database or blob store that cannot be reached raises (``resilience.dependency_of``

@@ -31,12 +31,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import obstore
-from obstore.exceptions import BaseError
+from obstore.exceptions import BaseError, GenericError
 from obstore.store import S3Store
 from pydantic import SecretStr
 
 from qwenedit.blobs.base import CHUNK_BYTES, BlobStream, check_key, valid_key
-from qwenedit.errors import ConfigError, StorageError
+from qwenedit.errors import ConfigError, StorageError, StorageUnavailable
 
 if TYPE_CHECKING:
     from obstore import BytesStream, GetResult
@@ -163,8 +163,12 @@ class S3BlobStore:
         return await loop.run_in_executor(self._pool, functools.partial(function, *args, **kwargs))
 
     def _failure(self, action: str, key: str, exc: BaseException) -> StorageError:
-        reason = _describe_failure(exc)
-        return StorageError(f"blob storage {self.location}: {action} {key}: {reason}")
+        """``StorageUnavailable`` for what obstore reports as a failure to get an answer
+        (``GenericError``: connection, timeout, 5xx after its retries) or the OS as one."""
+        message = f"blob storage {self.location}: {action} {key}: {_describe_failure(exc)}"
+        if isinstance(exc, GenericError | OSError):
+            return StorageUnavailable(message)
+        return StorageError(message)
 
     async def check(self) -> None:
         try:

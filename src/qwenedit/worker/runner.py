@@ -70,7 +70,7 @@ class Worker:
         self._rt = runtime
         self._queue: QueueSettings = runtime.settings
         self._engine = engine
-        self._stages = TaskStages(runtime, engine, extender)
+        self._stages = TaskStages(runtime, engine, extender, outages=outages)
         self.worker_id = worker_id
 
     def _retry(self, what: str) -> Retry:

@@ -4,9 +4,12 @@ engine, encode and store the outputs (DESIGN §3, steps 3-5)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from PIL import Image
 
@@ -18,13 +21,14 @@ from qwenedit.errors import InputRejected, OutboundRefused, TaskCancelled, TaskF
 from qwenedit.extend.base import PromptExtender
 from qwenedit.media.images import decode_input_image, encode_png
 from qwenedit.media.watermark import apply_watermark
-from qwenedit.resilience import is_transient
+from qwenedit.resilience import Outages, Retry, is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.setting_groups import LimitSettings, PromptExtendSettings
 from qwenedit.worker.in_hand import ThroughEngine
 from qwenedit.worker.run_state import TaskRun
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,24 @@ class StoredResult:
     actual_prompt: str | None
 
 
+ABORT_CHECK_SECONDS = 0.5
+"""How often a task waiting out an outage looks whether it was cancelled, timed out or its
+worker is stopping."""
+
+
 class TaskStages:
     def __init__(
-        self, runtime: Runtime, engine: Engine, extender: PromptExtender | None = None
+        self,
+        runtime: Runtime,
+        engine: Engine,
+        extender: PromptExtender | None = None,
+        *,
+        outages: Outages,
     ) -> None:
         self._rt = runtime
         self._engine = engine
         self._extender = extender
+        self._outages = outages
         self._limits: LimitSettings = runtime.settings
         self._extension: PromptExtendSettings = runtime.settings
         self._engine_turn = asyncio.Lock()
@@ -80,7 +95,7 @@ class TaskStages:
             raise TaskFailure(
                 ErrorCode.GENERATION_FAILED_NO_CONTENT, "The engine produced no image"
             )
-        keys = await self._store(task, output)
+        keys = await self._store(task, output, run)
         run.advance(progress.STORED)
         return StoredResult(
             keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
@@ -128,7 +143,9 @@ class TaskStages:
         for index, reference in enumerate(task.params.image_urls):
             run.check()
             try:
-                data = await self._rt.inputs.read(reference)
+                data = await self._outlasting(
+                    task, run, "input read", functools.partial(self._rt.inputs.read, reference)
+                )
             except (InputRejected, OutboundRefused) as exc:
                 raise TaskFailure(
                     ErrorCode.IMAGE_PROCESSING_ERROR, f"Image {index + 1}: {exc}"
@@ -137,7 +154,7 @@ class TaskStages:
             images.append(image)
         return images
 
-    async def _store(self, task: TaskRecord, output: EditOutput) -> tuple[str, ...]:
+    async def _store(self, task: TaskRecord, output: EditOutput, run: TaskRun) -> tuple[str, ...]:
         """Blob keys carry the attempt, so a fenced-out attempt never overwrites a live one."""
         watermark = task.params.watermark
 
@@ -147,6 +164,34 @@ class TaskStages:
         keys = []
         for index, image in enumerate(output.images):
             key = f"{task.id}/{task.attempt}/{index}.png"
-            await self._rt.blobs.put(key, await asyncio.to_thread(encode, image))
+            data = await asyncio.to_thread(encode, image)
+            write = functools.partial(self._rt.blobs.put, key, data)
+            await self._outlasting(task, run, "result write", write)
             keys.append(key)
         return tuple(keys)
+
+    async def _outlasting(
+        self, task: TaskRecord, run: TaskRun, what: str, operation: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``operation()``, tried again while the database or the blob store is out (capped
+        backoff, the outage logged once for the process), until it succeeds, fails otherwise,
+        or the task is aborted (cancelled, timed out, its worker stopping: that reason is
+        raised). An outage then costs the task time, not its inputs or its engine run."""
+        retry = Retry(f"task {task.id} {what}", self._outages)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                run.check()
+                try:
+                    result = await operation()
+                except Exception as exc:
+                    until = loop.time() + retry.failed(exc)
+                    while (left := until - loop.time()) > 0:
+                        run.check()
+                        await asyncio.sleep(min(left, ABORT_CHECK_SECONDS))
+                    continue
+                retry.succeeded()
+                return result
+        except BaseException:
+            retry.abandon()
+            raise
