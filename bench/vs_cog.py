@@ -49,6 +49,8 @@ COG_VERSION = "0.23.1"
 COG_PACKAGES = (f"cog=={COG_VERSION}", f"coglet=={COG_VERSION}", "pillow")
 IN_FLIGHT = 8
 CLIENTS = 16
+CORES = len(os.sched_getaffinity(0))
+"""The cores this run may use (its affinity), which the server and the load generator share."""
 DONE = {"completed", "failed", "succeeded", "canceled"}
 
 
@@ -305,8 +307,7 @@ def ceiling(target: Target, decode_ms: float) -> None:
     """(c)'s bound on this machine: the creates per second the cores would allow if a create
     cost the server nothing but its input's decode, the load generator still costing what it
     was measured to, against the floor of the same server."""
-    cores = os.cpu_count() or 1
-    bound = cores * 1000 / (decode_ms + target.values["c_client_cpu"])
+    bound = CORES * 1000 / (decode_ms + target.values["c_client_cpu"])
     target.figures["c_ratio"] = f"{target.values['c'] / target.values['floor']:.2f}"
     target.figures["c_bound"] = f"{bound:.0f} ({bound / target.values['floor']:.2f})"
 
@@ -515,7 +516,7 @@ def main() -> None:
         ceiling(target, decode_ms)
     print(
         f"{sys.argv[0]} --tasks {args.tasks} --seconds {args.seconds:g} --idle {args.idle:g}; "
-        f"{os.cpu_count()} CPUs; ratios are qwenedit / Cog (higher is better for /s rows)"
+        f"{CORES} CPUs; ratios are qwenedit / Cog (higher is better for /s rows)"
     )
     if isinstance(cog, str):
         print(f"Cog: {cog}")
@@ -527,7 +528,7 @@ def main() -> None:
         )
         table(targets, cog)
     print(
-        f"The bound takes {os.cpu_count()} busy cores and the input's decode as the server's only "
+        f"The bound takes {CORES} busy cores and the input's decode as the server's only "
         f"work: {decode_ms:.2f} ms of CPU per create (load_checked, measured in this process)"
     )
 

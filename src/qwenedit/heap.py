@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 def freeze_long_lived(reason: str) -> None:
     """Collect what is already garbage, then keep everything left out of later collections.
 
-    Called once start-up (or an engine's loading) is done. Whatever a request had in flight at
-    that moment is frozen too and, if it ends up in a reference cycle, never freed: a bounded,
-    one-off cost."""
+    Called once start-up (or an engine's loading) is done. Two one-off costs: the collection
+    itself is one last full walk (in ``serve`` an engine may finish loading while the API
+    already answers, which then waits that long once), and whatever a request had in flight at
+    that moment is frozen too and, if it ends up in a reference cycle, never freed."""
     gc.collect()
     gc.freeze()
     log.debug("%s: %d objects kept out of garbage collection", reason, gc.get_freeze_count())

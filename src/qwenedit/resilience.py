@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import time
@@ -45,6 +46,22 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 """Driver and SQLAlchemy errors that mean "the database is not there right now"."""
 _DATABASE_MODULES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"})
+_PASSING_ERRNOS = frozenset(
+    {
+        errno.EIO,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ESTALE,
+        errno.ENOTCONN,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EAGAIN,
+    }
+)
+"""What a disk or a network mount reports while it is failing or full: an outage an operator
+can end. Other system errors (no permission, a read-only file system, an invalid argument)
+are mistakes that waiting does not mend."""
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -78,7 +95,10 @@ def dependency_of(error: BaseException) -> str | None:
         if isinstance(cause, sa.DBAPIError) and cause.connection_invalidated:
             return DATABASE
     if isinstance(error, OSError):  # ConnectionError and TimeoutError are OSErrors
-        return DATABASE if _raised_by_database_driver(error) else STORAGE
+        if _raised_by_database_driver(error):
+            return DATABASE
+        if isinstance(error, ConnectionError | TimeoutError) or error.errno in _PASSING_ERRNOS:
+            return STORAGE
     return None
 
 
@@ -157,10 +177,19 @@ class Outages:
                 )
 
     def abandoned(self, caller: str) -> None:
-        """``caller`` stopped waiting (shutdown, deadline): the outage stays open until some
-        caller succeeds."""
-        for outage in self._open.values():
+        """``caller`` stopped waiting (shutdown, a deadline, its task ended). An outage nobody
+        waits for any more is closed without a word on whether the dependency is back: a later
+        success of some other caller may not have used it at all."""
+        for dependency, outage in list(self._open.items()):
             outage.failing.discard(caller)
+            if not outage.failing:
+                del self._open[dependency]
+                log.info(
+                    "%s outage: nothing waits for it any more (%s gave up after %.1f s)",
+                    dependency,
+                    caller,
+                    self._clock() - outage.started,
+                )
 
 
 DEFAULT_BACKOFF = Backoff()

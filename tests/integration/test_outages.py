@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from qwenedit.resilience import DATABASE, dependency_of
+from qwenedit.services import events
 from qwenedit.store.database import Database
 from qwenedit.store.queue import QueueRepo
 from qwenedit.store.tasks import TaskRepo
@@ -425,3 +426,22 @@ async def test_an_event_stream_stays_open_through_an_outage(
     ids = [line[4:] for line in answer.text.splitlines() if line.startswith("id: ")]
     assert ids[0].startswith("pending.0.")
     assert ids[-1] == "failed.0.-"
+
+
+async def test_an_event_stream_keeps_alive_while_the_database_hangs(
+    pg_url: str, proxy: TcpProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "KEEPALIVE_SECONDS", 0.3)
+    settings = make_settings(through(pg_url, proxy), tmp_path, event_poll_seconds=0.05)
+    async with running_app(settings) as app:
+        key = await app.new_key("acme", credits=10)
+        task = (await app.create(key, edit())).json()
+        caller = await app.runtime.callers.authenticate(key)
+        assert caller is not None
+        frames = aiter(await app.runtime.events.open(caller, task["id"], None))
+        assert (await anext(frames)).startswith("retry:")
+        assert (await anext(frames)).startswith("id: pending.0.")
+        async with outage(proxy, pg_url, hang=True):
+            for _ in range(3):  # a poll that hangs is given up after a keepalive's interval
+                assert await asyncio.wait_for(anext(frames), 2) == ": keepalive\n\n"
+        await frames.aclose()

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from qwenedit.blobs.factory import open_blob_store
-from qwenedit.errors import StorageUnavailable
+from qwenedit.errors import StorageError, StorageUnavailable
 from qwenedit.resilience import STORAGE, dependency_of
 from support.app import make_settings, running_app
 from support.engine import SteppingEngine
@@ -59,6 +59,19 @@ async def test_an_unreachable_store_is_an_outage(
         blobs.close()
 
 
+async def test_a_store_that_refuses_is_no_outage(seaweed: SeaweedS3, tmp_path: Path) -> None:
+    """A bucket that is gone answers 404: waiting would not bring it back."""
+    settings = seaweed.settings("p", storage_url="s3://qwenedit-gone/p")
+    blobs = open_blob_store(make_settings("sqlite+aiosqlite://", tmp_path, **settings))
+    try:
+        with pytest.raises(StorageError) as raised:
+            await blobs.put("t/0.png", b"png")
+        assert not isinstance(raised.value, StorageUnavailable)
+        assert dependency_of(raised.value) is None
+    finally:
+        blobs.close()
+
+
 async def test_a_task_waits_out_a_store_outage_and_completes_once(
     db_url: str,
     seaweed: SeaweedS3,
@@ -94,6 +107,6 @@ async def test_a_task_waits_out_a_store_outage_and_completes_once(
         assert found is not None
         assert found.balance_milli == 9000 == await app.runtime.accounts.ledger_sum(found.id)
     outage = [r.getMessage() for r in caplog.records if r.name == "qwenedit.resilience"]
-    assert outage[0].startswith(f"storage unavailable: task {task['id']} result write failed")
+    assert outage[0].startswith("storage unavailable: ")
     assert any(line.startswith("storage reachable again after ") for line in outage)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -3,6 +3,7 @@ tests/integration/test_blobs_contract.py): temp files left behind, writes outsid
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -65,3 +66,26 @@ async def test_a_write_is_on_disk_before_put_returns(
         ("replace", "0.png"),
         ("fsync", "t1"),
     ]
+
+
+@pytest.mark.parametrize(("code", "fails"), [(errno.EINVAL, False), (errno.EIO, True)])
+async def test_a_file_system_that_cannot_sync_directories_still_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, fails: bool
+) -> None:
+    """Some mounts answer EINVAL to a directory's fsync: the write stands. A failing disk's
+    EIO is still an error."""
+    fsync = os.fsync
+
+    def no_directory_sync(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).is_dir():
+            raise OSError(code, os.strerror(code))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_directory_sync)
+    store = LocalBlobStore(tmp_path)
+    if fails:
+        with pytest.raises(OSError, match=os.strerror(code)):
+            await store.put("t1/0.png", b"png")
+    else:
+        await store.put("t1/0.png", b"png")
+        assert await store.get("t1/0.png") == b"png"

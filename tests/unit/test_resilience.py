@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 
@@ -99,7 +100,8 @@ def test_database_outages_are_transient(error: BaseException) -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        OSError("disk gone"),
+        OSError(errno.EIO, "disk gone"),
+        OSError(errno.ENOSPC, "disk full"),
         ConnectionRefusedError(111, "refused"),
         ConnectionResetError("reset"),
         TimeoutError(),
@@ -125,6 +127,9 @@ def test_a_store_that_cannot_be_reached_is_an_outage_and_one_that_refuses_is_not
         KeyError("missing"),
         AttributeError("typo"),
         TaskFailure(ErrorCode.SERVICE_ERROR, "failed"),
+        PermissionError(errno.EACCES, "permission denied"),
+        OSError(errno.EROFS, "read-only file system"),
+        OSError("no errno"),
     ],
 )
 def test_everything_else_is_a_bug(error: BaseException) -> None:
@@ -221,11 +226,14 @@ def test_a_caller_that_gave_up_does_not_hold_the_outage_open(
     caplog.set_level(logging.INFO, logger="qwenedit.resilience")
     outages = Outages()
     release, beat = Retry("release", outages), Retry("beat", outages)
-    release.failed(OSError("gone"))
+    release.failed(OSError(errno.EIO, "gone"))
     release.abandon()
-    assert _lines(caplog, logging.INFO) == []
-    beat.succeeded()
-    assert len(_lines(caplog, logging.INFO)) == 1
+    [closed] = _lines(caplog, logging.INFO)
+    assert closed.startswith("storage outage: nothing waits for it any more (release gave up")
+    beat.succeeded()  # it may never have used the store: no word that the store is back
+    assert _lines(caplog, logging.INFO) == [closed]
+    release.failed(OSError(errno.EIO, "gone"))  # a new outage
+    assert len(_lines(caplog, logging.WARNING)) == 2
 
 
 async def test_patience_ends_in_one_line() -> None:
@@ -243,7 +251,7 @@ async def test_patience_ends_in_one_line() -> None:
 async def test_a_stop_ends_the_wait() -> None:
     stop = asyncio.Event()
     retry = Retry("claim", Outages(), backoff=Backoff(first=60, cap=60))
-    operation = Flaky(10**9, OSError("gone"))
+    operation = Flaky(10**9, OSError(errno.EIO, "gone"))
     waiting = asyncio.create_task(retry.run(operation, stop=stop))
     await asyncio.sleep(0.05)
     assert not waiting.done()

@@ -9,6 +9,7 @@ file."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import stat
@@ -117,10 +118,18 @@ def _make_directories(directory: Path) -> None:
         _fsync_directory(new.parent)
 
 
+_NO_DIRECTORY_SYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
+"""What a file system that cannot sync a directory (some FUSE and network mounts) answers; its
+entries are then as durable as it makes them (PostgreSQL's ``fsync_fname`` does the same)."""
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIRECTORY_SYNC:
+            raise
     finally:
         os.close(fd)
 

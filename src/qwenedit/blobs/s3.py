@@ -163,11 +163,16 @@ class S3BlobStore:
         return await loop.run_in_executor(self._pool, functools.partial(function, *args, **kwargs))
 
     def _failure(self, action: str, key: str, exc: BaseException) -> StorageError:
-        """``StorageUnavailable`` for what obstore reports as a failure to get an answer
-        (``GenericError``: connection, timeout, 5xx after its retries) or the OS as one."""
+        """``StorageUnavailable`` when no answer came (a connection or a timeout, which obstore
+        reports as ``GenericError`` after its own retries) or the answer was a 5xx; any other
+        answer (a 4xx, a bucket that is gone) is a refusal that waiting does not mend."""
         message = f"blob storage {self.location}: {action} {key}: {_describe_failure(exc)}"
-        if isinstance(exc, GenericError | OSError):
+        if isinstance(exc, ConnectionError | TimeoutError):
             return StorageUnavailable(message)
+        if isinstance(exc, GenericError):
+            status = _HTTP_STATUS.search(str(exc))
+            if status is None or int(status.group(1)) >= 500:
+                return StorageUnavailable(message)
         return StorageError(message)
 
     async def check(self) -> None:

@@ -2,8 +2,9 @@
 position changes, ending after the terminal one.
 
 A stream reads the task from the database every ``event_poll_seconds``, so it sees changes
-made through any API node or worker. While the database cannot be reached the stream stays
-open (keepalives go on) and looks again at the next poll. An event's id names the state it shows
+made through any API node or worker. While the database cannot be reached, or does not answer
+within a keepalive's interval, the stream stays open (keepalives go on) and looks again at the
+next poll. An event's id names the state it shows
 (``<status>.<progress>.<queue position>``): a client that reconnects with ``Last-Event-ID``
 is not sent that state again, only what comes after it.
 """
@@ -83,9 +84,12 @@ class TaskEvents:
                     yield ": keepalive\n\n"
                 await asyncio.sleep(self._poll)
                 try:
-                    task = await self._edits.get(account, task_id)
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        task = await self._edits.get(account, task_id)
                 except TaskNotFound:
                     return
+                except TimeoutError:
+                    continue  # a database that does not answer: the keepalive goes out
                 except Exception as exc:
                     if not is_transient(exc):
                         raise

@@ -34,7 +34,7 @@ from qwenedit.store.accounts import Caller
 INLINE_MAX_BYTES = 64 * 1024
 """An inline image up to this size is kept in the task row, as a data URI: it is then stored by
 the create's own commit, and a create writes no file, which on a local disk is several system
-calls, two fsyncs and a worker-thread round trip (a third of a small create's time,
+calls, three fsyncs and a worker-thread round trip (a third of a small create's time,
 bench/vs_cog.py). Larger images go to the blob store, so a row never
 holds more than ``3 x INLINE_MAX_BYTES`` of them (the pattern of SQS's extended client, which
 moves only large payloads to S3)."""
