@@ -89,3 +89,20 @@ async def test_a_file_system_that_cannot_sync_directories_still_stores(
     else:
         await store.put("t1/0.png", b"png")
         assert await store.get("t1/0.png") == b"png"
+
+
+async def test_a_blob_deleted_by_another_process_meanwhile_counts_as_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.put("t1/0.png", b"png")
+    is_file = Path.is_file
+
+    def seen_then_taken(path: Path) -> bool:
+        found = is_file(path)
+        if found and path.name == "0.png":
+            os.unlink(path)  # the other process's sweep wins the race
+        return found
+
+    monkeypatch.setattr(Path, "is_file", seen_then_taken)
+    assert await store.delete_prefix("t1/0.png") == 0

@@ -86,9 +86,14 @@ class LocalBlobStore:
         return await asyncio.to_thread(self._delete_prefix, prefix)
 
     def _delete_prefix(self, prefix: str) -> int:
+        """Processes sharing the directory (``serve`` and ``worker`` on one machine) sweep the
+        same expired blobs: one that another deleted first counts as not there."""
         target = self._path(prefix.rstrip("/"))
         if target.is_file():
-            target.unlink()
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                return 0
             return 1
         if not target.is_dir():
             return 0
