@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from qwenedit.api.outage_log import OutageAnswers
 from qwenedit.domain.wire import ErrorBody, ErrorEnvelope
 from qwenedit.errors import (
     ApiError,
@@ -28,7 +29,6 @@ from qwenedit.errors import (
     ServiceUnavailable,
     StorageError,
 )
-from qwenedit.resilience import describe
 from qwenedit.services.api_errors import as_api_error, outage_error
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,14 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def _outage(request: Request, exc: Exception) -> Response:
-    """A dependency that cannot be reached now: 503 with ``Retry-After`` and one warning line,
-    no stack trace. Any other error of these types is a bug, answered as one (500)."""
+    """A dependency that cannot be reached now: 503 with ``Retry-After``, logged without a
+    stack trace and at most every few seconds (``outage_log``). Any other error of these types
+    is a bug, answered as one (500)."""
     unavailable = outage_error(exc)
     if unavailable is None:
         raise exc
-    log.warning("%s %s: answered 503 (%s)", request.method, request.url.path, describe(exc))
+    answers: OutageAnswers = request.app.state.outage_answers
+    answers.answered(f"{request.method} {request.url.path}", exc)
     return error_response(unavailable)
 
 
@@ -130,6 +132,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.state.outage_answers = OutageAnswers()
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
