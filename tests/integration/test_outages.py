@@ -201,8 +201,8 @@ async def test_a_running_task_rides_out_an_outage_and_is_billed_once(
         assert (await app.client.get(done["results"][0])).status_code == 200
         assert_loops_running()
     assert_logged_once(caplog, recovered)
-    assert "w0 lease" in recovered
-    assert "w0 finalize" in recovered
+    assert f"w0 lease {task['id']}" in recovered
+    assert f"w0 finalize {task['id']}" in recovered
 
 
 async def test_a_lease_lost_in_an_outage_ends_in_one_completion_billed_once(
@@ -438,7 +438,7 @@ async def test_an_event_stream_keeps_alive_while_the_database_hangs(
         task = (await app.create(key, edit())).json()
         caller = await app.runtime.callers.authenticate(key)
         assert caller is not None
-        frames = aiter(await app.runtime.events.open(caller, task["id"], None))
+        frames = await app.runtime.events.open(caller, task["id"], None)
         assert (await anext(frames)).startswith("retry:")
         assert (await anext(frames)).startswith("id: pending.0.")
         async with outage(proxy, pg_url, hang=True):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +108,23 @@ async def test_a_blob_deleted_by_another_process_meanwhile_counts_as_gone(
 
     monkeypatch.setattr(Path, "is_file", seen_then_taken)
     assert await store.delete_prefix("t1/0.png") == 0
+
+
+async def test_a_directory_another_process_deletes_meanwhile_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    for attempt in (1, 2):
+        await store.put(f"t1/{attempt}/0.png", b"png")
+    scandir = os.scandir
+    listed: list[str] = []
+
+    def taken_while_walked(path: str | Path) -> Any:
+        listed.append(str(path))
+        if len(listed) == 2:  # the other process's sweep wins the race mid-walk
+            shutil.rmtree(tmp_path / "t1")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", taken_while_walked)
+    assert await store.delete_prefix("t1/") in (0, 1, 2)
+    assert not (tmp_path / "t1").exists()

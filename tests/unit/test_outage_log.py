@@ -25,7 +25,7 @@ def test_an_outage_under_load_is_a_line_every_few_seconds(
     assert [record.getMessage() for record in caplog.records] == [
         "GET /v1/credits: answered 503 (ConnectionRefusedError: [Errno 111] Connect call failed)",
         "POST /v1/images/generations: answered 503 (ConnectionRefusedError: [Errno 111] Connect "
-        "call failed); 499 more answered 503 since the last line",
+        "call failed); 499 more answered 503 since the last line, 10 s ago",
     ]
     now[0] += 3 * OUTAGE_LOG_SECONDS  # the next outage starts with a line of its own
     answers.answered("GET /v1/credits", error)

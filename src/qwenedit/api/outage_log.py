@@ -31,6 +31,11 @@ class OutageAnswers:
         if self._logged_at is not None and now - self._logged_at < OUTAGE_LOG_SECONDS:
             self._unlogged += 1
             return
-        more = f"; {self._unlogged} more answered 503 since the last line" if self._unlogged else ""
+        more = ""
+        if self._unlogged and self._logged_at is not None:
+            more = (
+                f"; {self._unlogged} more answered 503 since the last line, "
+                f"{now - self._logged_at:.0f} s ago"
+            )
         log.warning("%s: answered 503 (%s)%s", request, describe(error), more)
         self._logged_at, self._unlogged = now, 0

@@ -52,6 +52,8 @@ _ERRORS = (BaseError, OSError)
 """What obstore raises: its own errors, and ``FileNotFoundError`` for a missing object."""
 _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _HTTP_STATUS = re.compile(r"status code: (\d{3})")
+_PASSING_STATUSES = frozenset({408, 429, *range(500, 600)})
+"""Answers that say "not now": the store is slow, throttling or failing."""
 _REFUSED_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 
 
@@ -164,14 +166,15 @@ class S3BlobStore:
 
     def _failure(self, action: str, key: str, exc: BaseException) -> StorageError:
         """``StorageUnavailable`` when no answer came (a connection or a timeout, which obstore
-        reports as ``GenericError`` after its own retries) or the answer was a 5xx; any other
-        answer (a 4xx, a bucket that is gone) is a refusal that waiting does not mend."""
+        reports as ``GenericError`` after its own retries) or the answer was a 5xx, a 408 or a
+        429; any other answer (a 4xx, a bucket that is gone) is a refusal that waiting does not
+        mend."""
         message = f"blob storage {self.location}: {action} {key}: {_describe_failure(exc)}"
         if isinstance(exc, ConnectionError | TimeoutError):
             return StorageUnavailable(message)
         if isinstance(exc, GenericError):
             status = _HTTP_STATUS.search(str(exc))
-            if status is None or int(status.group(1)) >= 500:
+            if status is None or int(status.group(1)) in _PASSING_STATUSES:
                 return StorageUnavailable(message)
         return StorageError(message)
 

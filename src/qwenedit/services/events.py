@@ -12,7 +12,7 @@ is not sent that state again, only what comes after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Final
 
 from qwenedit.domain.wire import TaskObject
@@ -51,7 +51,7 @@ class TaskEvents:
 
     async def open(
         self, account: Caller, task_id: str, last_event_id: str | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The stream's frames. Checks the task (400, 404) and the account's stream limit
         (429) before anything is sent, so those are ordinary error answers. The stream counts
         itself once it starts (a generator never started never runs its ``finally``), so opens
@@ -66,9 +66,13 @@ class TaskEvents:
 
     async def _frames(
         self, account: Caller, task_id: str, task: TaskObject, last_seen: str | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
+        """A poll that the database does not answer is not cancelled (a query cancelled mid-way
+        can wait on the server as long again): the stream sends its keepalives while it waits
+        for that same poll."""
         loop = asyncio.get_running_loop()
         self._open[account.id] = self.open_count(account) + 1
+        poll: asyncio.Task[TaskObject] | None = None
         try:
             yield f"retry: {RETRY_MILLISECONDS}\n\n"
             quiet_since = loop.time()
@@ -82,18 +86,31 @@ class TaskEvents:
                 if loop.time() - quiet_since >= KEEPALIVE_SECONDS:
                     quiet_since = loop.time()
                     yield ": keepalive\n\n"
-                await asyncio.sleep(self._poll)
+                if poll is None:
+                    await asyncio.sleep(self._poll)
+                    poll = asyncio.create_task(self._edits.get(account, task_id))
+                keepalive_due = quiet_since + KEEPALIVE_SECONDS - loop.time()
+                await asyncio.wait({poll}, timeout=max(0.0, keepalive_due))
+                if not poll.done():
+                    continue
+                answered, poll = poll, None
                 try:
-                    async with asyncio.timeout(KEEPALIVE_SECONDS):
-                        task = await self._edits.get(account, task_id)
+                    task = answered.result()
                 except TaskNotFound:
                     return
-                except TimeoutError:
-                    continue  # a database that does not answer: the keepalive goes out
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
         finally:
+            if poll is not None:
+                poll.add_done_callback(_seen)
+                poll.cancel()
             self._open[account.id] = self.open_count(account) - 1
             if not self._open[account.id]:
                 del self._open[account.id]
+
+
+def _seen(poll: asyncio.Task[TaskObject]) -> None:
+    """The outcome of a poll the stream left behind, taken so that none is reported unseen."""
+    if not poll.cancelled():
+        poll.exception()

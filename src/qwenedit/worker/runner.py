@@ -171,7 +171,7 @@ class Worker:
         """Hand the task back without counting the attempt. If the database stays away, the
         lease runs out instead and the reaper requeues the task (the attempt counted)."""
         try:
-            released = await self._retry("release").run(
+            released = await self._retry(f"release {task.id}").run(
                 lambda: self._rt.queue.release(task.id, self.worker_id, task.attempt),
                 patience=RELEASE_PATIENCE_SECONDS,
             )
@@ -194,7 +194,7 @@ class Worker:
     async def _complete(self, task: TaskRecord, result: StoredResult, run: TaskRun) -> None:
         """Commit under the fence, retrying through an outage: committed while this attempt
         still holds the task (even past its lease, if nobody took it), discarded otherwise."""
-        commit = self._retry("finalize")
+        commit = self._retry(f"finalize {task.id}")
         async with self._handoff(task) as handoff:
             final = await commit.run(
                 lambda: self._rt.tasks.complete(
@@ -256,7 +256,7 @@ class Worker:
             )
             return
         async with self._handoff(task) as handoff:
-            final = await self._retry("finalize").run(
+            final = await self._retry(f"finalize {task.id}").run(
                 lambda: self._rt.tasks.fail(
                     task.id,
                     self.worker_id,
@@ -289,7 +289,7 @@ class Worker:
         """
         settings = self._queue
         lease = _Lease(written=task.progress, beat_at=time.monotonic())
-        writes = self._retry("lease")
+        writes = self._retry(f"lease {task.id}")
         retry_at = 0.0
         stop_seen: float | None = None
         try:
