@@ -413,10 +413,14 @@ async def test_an_event_stream_stays_open_through_an_outage(
         key = await app.new_key("acme", credits=10)
         auth = {"Authorization": f"Bearer {key}"}
         task = (await app.create(key, edit())).json()
+        caller = await app.runtime.callers.authenticate(key)
+        assert caller is not None
         stream = asyncio.create_task(
             app.client.get(f"/v1/tasks/{task['id']}/events", headers=auth, timeout=30)
         )
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):  # the stream has started: its answer is under way
+            while app.runtime.events.open_count(caller) == 0:
+                await asyncio.sleep(0.01)
         async with outage(proxy, pg_url):
             await asyncio.sleep(0.5)  # ten polls fail
         cancel = await app.client.post(f"/v1/tasks/{task['id']}/cancel", headers=auth)

@@ -20,6 +20,10 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.BaseTransport] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        """The connections being forwarded, held here: asyncio drops its own hold on a stream
+        server's handler once the connection is lost (a cut), and a handler collected while
+        still pending is logged as an error, which the outage tests count."""
         self._hanging = False
         self.port = 0
 
@@ -48,6 +52,7 @@ class TcpProxy:
 
     def close(self) -> None:
         self._call(self._close())
+        self._call(self._end_handlers())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
@@ -65,7 +70,16 @@ class TcpProxy:
             transport.abort()
         self._transports.clear()
 
+    async def _end_handlers(self) -> None:
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
         self._transports.add(writer.transport)
         if self._hanging:
             return
