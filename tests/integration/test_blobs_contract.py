@@ -87,6 +87,15 @@ async def test_delete_prefix_counts_and_keeps_the_rest(blobs: BlobStore) -> None
     assert await blobs.delete_prefix("missing/") == 0
 
 
+async def test_names_under_a_prefix_are_its_next_segments_in_a_range(blobs: BlobStore) -> None:
+    for key in ("inputs/a/0", "inputs/b/0", "inputs/b/1", "inputs/c/0", "inputs2/b/0", "b/0"):
+        await blobs.put(key, b"x")
+    assert await blobs.names_under("inputs/", after="", before="z") == ["a", "b", "c"]
+    assert await blobs.names_under("inputs/", after="a", before="c") == ["b"]
+    assert await blobs.names_under("inputs/", after="c", before="z") == []
+    assert await blobs.names_under("missing/", after="", before="z") == []
+
+
 async def test_delete_prefix_naming_one_blob_deletes_just_that_one(blobs: BlobStore) -> None:
     await blobs.put("files/abc", b"a")
     await blobs.put("files/abcd", b"b")

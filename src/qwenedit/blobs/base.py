@@ -62,6 +62,12 @@ class BlobStore(Protocol):
         """The blob as a stream (one copy in memory at most a chunk), or ``None``."""
         ...
 
+    async def names_under(self, prefix: str, *, after: str, before: str) -> list[str]:
+        """The names that follow ``prefix`` (which ends with ``/``) in the keys under it, one
+        path segment each (``names_under("inputs/", ...)``: task ids), those greater than
+        ``after`` and less than ``before``, each once, sorted."""
+        ...
+
     async def delete_prefix(self, prefix: str) -> int:
         """Delete the blobs under ``prefix``, which ends at a segment boundary (``"<task>/"``)
         or names one blob; returns how many."""

@@ -82,6 +82,16 @@ class LocalBlobStore:
             return None
         return BlobStream(size=found.st_size, chunks=_read_chunks(path))
 
+    async def names_under(self, prefix: str, *, after: str, before: str) -> list[str]:
+        return await asyncio.to_thread(self._names_under, prefix, after, before)
+
+    def _names_under(self, prefix: str, after: str, before: str) -> list[str]:
+        try:
+            names = os.listdir(self._path(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(name for name in names if after < name < before and valid_key(name))
+
     async def delete_prefix(self, prefix: str) -> int:
         return await asyncio.to_thread(self._delete_prefix, prefix)
 

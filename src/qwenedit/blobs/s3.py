@@ -239,6 +239,24 @@ class S3BlobStore:
                 return
             yield chunk
 
+    async def names_under(self, prefix: str, *, after: str, before: str) -> list[str]:
+        check_key(prefix.rstrip("/"))
+        try:
+            return await self._call(self._names_under, prefix, after, before)
+        except _ERRORS as exc:
+            raise self._failure("list", prefix, exc) from exc
+
+    def _names_under(self, prefix: str, after: str, before: str) -> list[str]:
+        """Listed from ``after`` on (S3's ``StartAfter``), so only the keys past it are read."""
+        names: set[str] = set()
+        listing = obstore.list(self._store, prefix.rstrip("/"), offset=prefix + after)
+        for batch in listing:
+            for meta in batch:
+                name = meta["path"].removeprefix(prefix).split("/", 1)[0]
+                if after < name < before:
+                    names.add(name)
+        return sorted(names)
+
     async def delete_prefix(self, prefix: str) -> int:
         base = prefix.rstrip("/")
         check_key(base)

@@ -53,6 +53,13 @@ def new_task_id(created: int) -> str:
     return f"task-unified-{created}-{''.join(suffix)}"
 
 
+def task_ids_from(created: int) -> str:
+    """A string that sorts before every id of a task created at or after the second
+    ``created`` and after every id of one created before it (ids of the same number of
+    digits, which every second from 2001 to 2286 has)."""
+    return f"task-unified-{created}"
+
+
 def is_task_id(value: str) -> bool:
     return TASK_ID_PATTERN.fullmatch(value) is not None
 

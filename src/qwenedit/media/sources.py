@@ -73,8 +73,11 @@ def stored_input_key(task_id: str, index: int) -> str:
     return f"{inputs_prefix(task_id)}{index}"
 
 
+INPUTS_ROOT = "inputs/"
+
+
 def inputs_prefix(task_id: str) -> str:
-    return f"inputs/{task_id}/"
+    return f"{INPUTS_ROOT}{task_id}/"
 
 
 def upload_url(public_url: str, file_id: str) -> str:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qwenedit.blobs.base import BlobStore
+from qwenedit.domain.task import is_task_id, task_ids_from
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound
 from qwenedit.media.datauri import image_data_uri
 from qwenedit.media.images import load_checked, sniff_format
 from qwenedit.media.sources import (
+    INPUTS_ROOT,
     DataUriSource,
     InputSource,
     RemoteSource,
@@ -126,6 +128,15 @@ class TaskInputs:
     async def discard(self, task_id: str) -> None:
         """Delete the stored inputs of a task (never created, or past retention)."""
         await self._blobs.delete_prefix(inputs_prefix(task_id))
+
+    async def stored_for(self, created_from: int, created_before: int) -> list[str]:
+        """The ids that have stored inputs among tasks whose ids say they were made from the
+        second ``created_from`` until before ``created_before``: whether each task exists is
+        for the caller to ask."""
+        names = await self._blobs.names_under(
+            INPUTS_ROOT, after=task_ids_from(created_from), before=task_ids_from(created_before)
+        )
+        return [name for name in names if is_task_id(name)]
 
     async def read(self, reference: str) -> bytes:
         """The bytes of one input, for the worker: from the blob store, inline (tasks from

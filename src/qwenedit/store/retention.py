@@ -11,6 +11,9 @@ from qwenedit.store.database import Database
 from qwenedit.store.tables import tasks
 from qwenedit.store.task_rows import COMPLETED, NO_RESULTS, purgeable, task_record
 
+EXISTING_CHUNK = 500
+"""Ids in one ``IN (...)``: well under every driver's limit on parameters."""
+
 
 class RetentionRepo:
     def __init__(self, db: Database) -> None:
@@ -48,6 +51,16 @@ class RetentionRepo:
                 .limit(limit)
             )
             return [row.id for row in rows]
+
+    async def existing(self, task_ids: list[str]) -> set[str]:
+        """Which of ``task_ids`` are tasks (asked ``EXISTING_CHUNK`` at a time)."""
+        found: set[str] = set()
+        async with self._db.transaction(write=False) as connection:
+            for start in range(0, len(task_ids), EXISTING_CHUNK):
+                chunk = task_ids[start : start + EXISTING_CHUNK]
+                rows = await connection.execute(select(tasks.c.id).where(tasks.c.id.in_(chunk)))
+                found.update(row.id for row in rows)
+        return found
 
     async def purge(self, task_ids: list[str]) -> int:
         """Delete these tasks (their outbox rows go with them; ledger rows keep the task id as

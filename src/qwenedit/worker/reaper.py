@@ -55,10 +55,20 @@ def next_lease_pass(expiry_in: float | None, settings: QueueSettings) -> float:
     return max(due, settings.reaper_seconds)
 
 
+ORPHAN_AGE_SECONDS = 3600
+"""Inputs stored for a task id at least this old with no task are orphans: the create that
+stored them was cancelled or its process died before its commit. A create commits within
+seconds of storing them; the hour also covers clocks that disagree between nodes."""
+ORPHAN_LOOKBACK_SECONDS = 3 * 3600
+"""How far back each sweep looks for orphans: a listing of the inputs stored in two hours,
+every sweep, whatever the store holds in all."""
+
+
 async def sweep_once(runtime: Runtime) -> None:
-    """Delete results, uploads and tasks that outlived their retention."""
+    """Delete results, uploads and tasks that outlived their retention, and orphaned inputs."""
     settings = runtime.settings
     now = datetime.now(UTC)
+    await discard_orphaned_inputs(runtime, now)
     for task in await runtime.retention.expired_results(now, settings.result_ttl):
         deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
         await runtime.retention.clear_results(task.id)
@@ -71,6 +81,22 @@ async def sweep_once(runtime: Runtime) -> None:
     purged = await runtime.retention.purge(expired)
     if purged:
         log.info("%d task(s) past retention were deleted with their files", purged)
+
+
+async def discard_orphaned_inputs(runtime: Runtime, now: datetime) -> None:
+    """Delete the stored inputs of task ids that never became tasks (``ORPHAN_AGE_SECONDS``)."""
+    second = int(now.timestamp())
+    stored = await runtime.inputs.stored_for(
+        second - ORPHAN_LOOKBACK_SECONDS, second - ORPHAN_AGE_SECONDS
+    )
+    if not stored:
+        return
+    tasks = await runtime.retention.existing(stored)
+    orphans = [task_id for task_id in stored if task_id not in tasks]
+    for task_id in orphans:
+        await runtime.inputs.discard(task_id)
+    if orphans:
+        log.info("deleted the stored inputs of %d task id(s) never created", len(orphans))
 
 
 async def run_reaper(runtime: Runtime, stop: asyncio.Event, passes: Retry) -> None:
