@@ -15,7 +15,8 @@
     │   ├── QueueFull              the queue has its maximum of pending tasks
     │   ├── IdempotencyConflict    the key was used with another request
     │   ├── CallbackPending        a delivery of the task's callback is still under way
-    │   └── RedeliveryLimitReached the task's callback was sent again as often as allowed
+    │   ├── RedeliveryLimitReached the task's callback was sent again as often as allowed
+    │   └── CreateTooLate          a create reached its commit too long after its id was made
     ├── ApiError               an HTTP answer in the error envelope (DESIGN §4.5)
     │   ├── InvalidRequest         400 invalid_request_error (also 409 conflicts)
     │   ├── AuthenticationFailed   401
@@ -125,6 +126,16 @@ class CallbackPending(DomainError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"a callback delivery of task {task_id} is pending")
         self.task_id = task_id
+
+
+class CreateTooLate(DomainError):
+    """A create whose commit came more than ``seconds`` after its task id was made (the process
+    stalled): refused, so that the sweep of orphaned inputs never meets a task younger than
+    it assumes (``worker.reaper.ORPHAN_AGE_SECONDS``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the create reached its commit more than {seconds:g} s late")
+        self.seconds = seconds
 
 
 class RedeliveryLimitReached(DomainError):

@@ -82,7 +82,8 @@ async def test_a_task_waits_out_a_store_outage_and_completes_once(
     caplog.set_level(logging.INFO)
     settings = make_settings(db_url, tmp_path, **through(seaweed, proxy))
     engine = SteppingEngine(steps=2, hold_at=2)
-    async with running_app(settings, engine) as app:
+    # No reaper: its sweep lists the store too, and only the task is to wait out this outage.
+    async with running_app(settings, engine, housekeeping=False) as app:
         key = await app.new_key("acme", credits=10)
         auth = {"Authorization": f"Bearer {key}"}
         task = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -11,9 +12,10 @@ import pytest
 from sqlalchemy import delete, select
 
 from integration.conftest import Store, store_of
-from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus
+from qwenedit.domain.task import ErrorCode, TaskRecord, TaskStatus, new_task_id
 from qwenedit.errors import (
     ActiveTaskLimitReached,
+    CreateTooLate,
     IdempotencyConflict,
     QueueFull,
     QuotaExceeded,
@@ -26,7 +28,7 @@ from qwenedit.store.queue import Reaped
 from qwenedit.store.tables import accounts as account_table
 from qwenedit.store.tables import tasks as task_table
 from qwenedit.store.task_stats import QueueAhead
-from qwenedit.store.tasks import IdempotencyKey, Limits, NewTask
+from qwenedit.store.tasks import CREATE_DEADLINE_SECONDS, IdempotencyKey, Limits, NewTask
 
 NewTaskFactory = Callable[..., NewTask]
 EXPIRED = -1.0
@@ -593,3 +595,19 @@ async def test_the_fence_is_read_without_a_write(
     assert not await store.queue.holds(running.id, "w1", running.attempt + 1)
     await store.tasks.cancel(running.id, acme.id)
     assert not await store.queue.holds(running.id, "w1", running.attempt)
+
+
+async def test_a_create_that_reaches_its_commit_too_late_is_refused(
+    accounts: AccountRepo, store: Store, new_task: NewTaskFactory
+) -> None:
+    """A create commits within ``CREATE_DEADLINE_SECONDS`` of making its id, or not at all: the
+    sweep of orphaned inputs counts on it. Nothing is reserved."""
+    acme = await funded(accounts, credits=5)
+    new = new_task(acme.id)
+    stalled = dataclasses.replace(
+        new, id=new_task_id(int(time.time() - CREATE_DEADLINE_SECONDS - 1))
+    )
+    with pytest.raises(CreateTooLate):
+        await store.create(stalled)
+    assert await balance(accounts, acme) == 5000
+    assert (await store.create(new)).status is TaskStatus.PENDING

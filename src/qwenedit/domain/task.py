@@ -60,6 +60,11 @@ def task_ids_from(created: int) -> str:
     return f"task-unified-{created}"
 
 
+def task_id_second(task_id: str) -> int:
+    """The second a task id says it was made in (``task-unified-<second>-…``)."""
+    return int(task_id.split("-")[2])
+
+
 def is_task_id(value: str) -> bool:
     return TASK_ID_PATTERN.fullmatch(value) is not None
 

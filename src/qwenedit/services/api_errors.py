@@ -12,6 +12,7 @@ from qwenedit.errors import (
     ApiError,
     CallbackPending,
     Conflict,
+    CreateTooLate,
     DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
@@ -85,4 +86,9 @@ def as_api_error(error: DomainError) -> ApiError:
             )
         case AccountNotFound():
             return NotFound("Account not found")
+        case CreateTooLate():
+            return ServiceUnavailable(
+                "The request took too long to be accepted; nothing was charged, try again",
+                retry_after=OUTAGE_RETRY_AFTER,
+            )
     return InternalError("Internal server error")

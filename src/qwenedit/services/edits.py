@@ -15,6 +15,7 @@ from qwenedit.domain.task import TaskParams, TaskRecord, TaskStatus, is_task_id,
 from qwenedit.domain.wire import TaskObject
 from qwenedit.errors import InputRejected, InvalidRequest, OutboundRefused
 from qwenedit.logs import task_fields
+from qwenedit.resilience import is_transient
 from qwenedit.services.inputs import TaskInputs
 from qwenedit.services.pace import FleetPace
 from qwenedit.services.presenter import TaskPresenter
@@ -148,8 +149,11 @@ class EditService:
         )
         try:
             created = await self._tasks.create(new, limits, idempotency)
-        except Exception:  # not a cancellation: its create may have committed in its batch
-            await self._inputs.discard(task_id)
+        except Exception as exc:
+            # A refusal stored nothing. After an outage the commit may have landed unseen: the
+            # inputs are then left to the sweep, which deletes them only if no task has them.
+            if not is_transient(exc):
+                await self._inputs.discard(task_id)
             raise
         task = created.task
         if created.replayed:

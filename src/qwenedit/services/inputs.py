@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qwenedit.blobs.base import BlobStore
-from qwenedit.domain.task import is_task_id, task_ids_from
+from qwenedit.domain.task import is_task_id, task_id_second, task_ids_from
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound
 from qwenedit.media.datauri import image_data_uri
 from qwenedit.media.images import load_checked, sniff_format
@@ -136,7 +136,11 @@ class TaskInputs:
         names = await self._blobs.names_under(
             INPUTS_ROOT, after=task_ids_from(created_from), before=task_ids_from(created_before)
         )
-        return [name for name in names if is_task_id(name)]
+        return [
+            name
+            for name in names
+            if is_task_id(name) and created_from <= task_id_second(name) < created_before
+        ]
 
     async def read(self, reference: str) -> bytes:
         """The bytes of one input, for the worker: from the blob store, inline (tasks from

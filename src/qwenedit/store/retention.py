@@ -52,6 +52,14 @@ class RetentionRepo:
             )
             return [row.id for row in rows]
 
+    async def now(self) -> datetime:
+        """The database's time (on SQLite, this host's): the clock the orphan sweep judges
+        task ids by, whichever node runs it."""
+        async with self._db.transaction(write=False) as connection:
+            value = await connection.scalar(select(self._db.clock()))
+        assert isinstance(value, datetime)
+        return value
+
     async def existing(self, task_ids: list[str]) -> set[str]:
         """Which of ``task_ids`` are tasks (asked ``EXISTING_CHUNK`` at a time)."""
         found: set[str] = set()

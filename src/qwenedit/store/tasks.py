@@ -6,6 +6,7 @@ it pays for: the reserve with the insert, the charge and refund with the end (DE
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -14,9 +15,10 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, in
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qwenedit.domain.task import ErrorCode, TaskParams, TaskRecord
+from qwenedit.domain.task import ErrorCode, TaskParams, TaskRecord, task_id_second
 from qwenedit.errors import (
     ActiveTaskLimitReached,
+    CreateTooLate,
     IdempotencyConflict,
     QueueFull,
     QuotaExceeded,
@@ -119,6 +121,11 @@ class _CreateJob:
     idempotency: IdempotencyKey | None
 
 
+CREATE_DEADLINE_SECONDS = 600.0
+"""A create commits within this long of the second its task id names (it takes milliseconds),
+or not at all: the sweep of orphaned inputs counts on it."""
+
+
 class TaskRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -155,6 +162,8 @@ class TaskRepo:
         """The reserve comes first: it locks the account row, so the per-account limit is
         exact."""
         new, limits, idempotency = job.new, job.limits, job.idempotency
+        if time.time() - task_id_second(new.id) > CREATE_DEADLINE_SECONDS:
+            raise CreateTooLate(CREATE_DEADLINE_SECONDS)
         if idempotency is not None:
             replay = await _replay(connection, new.account_id, idempotency, new.created_at)
             if replay is not None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from qwenedit.domain.task import ErrorCode
 from qwenedit.errors import DependencyUnavailable
 from qwenedit.logs import task_fields
-from qwenedit.resilience import Retry
+from qwenedit.resilience import Retry, describe, is_transient
 from qwenedit.runtime import Runtime
 from qwenedit.setting_groups import QueueSettings
 
@@ -58,17 +58,18 @@ def next_lease_pass(expiry_in: float | None, settings: QueueSettings) -> float:
 ORPHAN_AGE_SECONDS = 3600
 """Inputs stored for a task id at least this old with no task are orphans: the create that
 stored them was cancelled or its process died before its commit. A create commits within
-seconds of storing them; the hour also covers clocks that disagree between nodes."""
+``CREATE_DEADLINE_SECONDS`` of making its id or not at all; the rest of the hour covers an API
+node whose clock is behind the database's."""
 ORPHAN_LOOKBACK_SECONDS = 3 * 3600
-"""How far back each sweep looks for orphans: a listing of the inputs stored in two hours,
-every sweep, whatever the store holds in all."""
+"""How far back a sweep looks for orphans at least (more when sweeps are rarer): on S3 a
+listing of the ids of two hours; a directory is listed whole."""
 
 
 async def sweep_once(runtime: Runtime) -> None:
-    """Delete results, uploads and tasks that outlived their retention, and orphaned inputs."""
+    """Delete results, uploads and tasks that outlived their retention, then orphaned inputs
+    (a failure of that last pass that is no outage is logged, never fatal: it is cleanup)."""
     settings = runtime.settings
     now = datetime.now(UTC)
-    await discard_orphaned_inputs(runtime, now)
     for task in await runtime.retention.expired_results(now, settings.result_ttl):
         deleted = await runtime.blobs.delete_prefix(f"{task.id}/")
         await runtime.retention.clear_results(task.id)
@@ -81,14 +82,21 @@ async def sweep_once(runtime: Runtime) -> None:
     purged = await runtime.retention.purge(expired)
     if purged:
         log.info("%d task(s) past retention were deleted with their files", purged)
+    try:
+        await discard_orphaned_inputs(runtime, await runtime.retention.now())
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.warning("orphaned inputs were not swept: %s", describe(exc))
 
 
 async def discard_orphaned_inputs(runtime: Runtime, now: datetime) -> None:
     """Delete the stored inputs of task ids that never became tasks (``ORPHAN_AGE_SECONDS``)."""
     second = int(now.timestamp())
-    stored = await runtime.inputs.stored_for(
-        second - ORPHAN_LOOKBACK_SECONDS, second - ORPHAN_AGE_SECONDS
+    lookback = max(
+        ORPHAN_LOOKBACK_SECONDS, ORPHAN_AGE_SECONDS + 2 * runtime.settings.retention_sweep_seconds
     )
+    stored = await runtime.inputs.stored_for(int(second - lookback), second - ORPHAN_AGE_SECONDS)
     if not stored:
         return
     tasks = await runtime.retention.existing(stored)
