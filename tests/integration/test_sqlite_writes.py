@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,7 +129,7 @@ async def test_a_task_queued_by_another_process_wakes_the_waiters(
         await AccountRepo(other).grant(account.id, 5000, "top up")
         await TaskRepo(other).create(
             NewTask(
-                id=new_task_id(1_700_000_000),
+                id=new_task_id(int(time.time())),
                 account_id=account.id,
                 params=TaskParams(
                     prompt="p",
