@@ -22,7 +22,12 @@ from integration.callback_tasks import (
     settled_delivery,
 )
 from integration.conftest import Store
-from qwenedit.delivery.dispatcher import MAX_IN_FLIGHT, UNEXPECTED_ERROR, Dispatcher
+from qwenedit.delivery.dispatcher import (
+    MAX_IN_FLIGHT,
+    UNEXPECTED_ERROR,
+    CallbackSender,
+    Dispatcher,
+)
 from qwenedit.domain.task import TaskRecord
 from qwenedit.domain.webhooks import MAX_ATTEMPTS
 from qwenedit.metrics import Metrics
@@ -49,6 +54,12 @@ class BrokenSender:
 
 def render(task: TaskRecord) -> bytes:
     return b"{}"
+
+
+def hourly(outbox: OutboxRepo, sender: CallbackSender) -> Dispatcher:
+    """A dispatcher that polls once an hour and hears no wakeups: what it sends soon, it was
+    handed or scheduled itself."""
+    return Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
 
 
 def broken_render(task: TaskRecord) -> bytes:
@@ -115,8 +126,7 @@ async def test_a_callback_handed_off_at_commit_is_sent_without_a_claim(
     task = await running_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = OkSender()
-    # polls once an hour and hears no wakeups: only the handoff can send it soon
-    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    dispatcher = hourly(outbox, sender)  # only the handoff can send it soon
     async with dispatcher.handoff() as handoff:
         assert handoff is None  # not running yet: the outbox's claim sends it
     async with dispatching(dispatcher):
@@ -130,7 +140,7 @@ async def test_a_callback_handed_off_at_commit_is_sent_without_a_claim(
 
 
 async def test_handoff_slots_are_bounded_and_freed_when_unused(db: Database) -> None:
-    dispatcher = Dispatcher(OutboxRepo(db), OkSender(), render, Metrics(), poll_seconds=3600)
+    dispatcher = hourly(OutboxRepo(db), OkSender())
     async with dispatching(dispatcher):
         async with contextlib.AsyncExitStack() as taken:
             slots = [await taken.enter_async_context(dispatcher.handoff()) for _ in range(40)]
@@ -160,7 +170,7 @@ async def test_a_retry_is_sent_when_due_without_waiting_for_the_poll(
     created = await cancelled_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = FailsOnce()
-    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    dispatcher = hourly(outbox, sender)
     async with dispatching(dispatcher):
         # within 10 s: the lease of the failed attempt runs for 15 s
         delivery = await settled_delivery(outbox, created, timeout=10)
@@ -175,7 +185,7 @@ async def test_a_stopped_dispatcher_leaves_a_late_handoff_to_the_outbox(
     task = await running_with_callback(accounts, store, new_task)
     outbox = OutboxRepo(db)
     sender = OkSender()
-    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    dispatcher = hourly(outbox, sender)
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop, Retry("test dispatcher", Outages())))
     await asyncio.sleep(0.05)
@@ -234,7 +244,7 @@ async def test_a_dispatcher_told_to_stop_while_its_slots_are_full_claims_nothing
 ) -> None:
     outbox = OutboxRepo(db)
     sender = OkSender()
-    dispatcher = Dispatcher(outbox, sender, render, Metrics(), poll_seconds=3600)
+    dispatcher = hourly(outbox, sender)
     nudges = Nudges()
     async with dispatching(dispatcher, nudges) as stop, contextlib.AsyncExitStack() as taken:
         for _ in range(MAX_IN_FLIGHT):
