@@ -39,7 +39,7 @@ import httpx
 from PIL import Image
 from serverproc import free_port, percentile, postgres_database, running_server, tree_cpu_seconds
 
-from qwenedit.media.images import load_checked
+from qwenedit.media.images import open_verified
 from qwenedit.setting_groups import LimitSettings
 
 BENCH = Path(__file__).resolve().parent
@@ -292,14 +292,14 @@ async def creates(target: Target, seconds: float, image: str) -> None:
 
 
 def decode_cpu_ms(image: str) -> float:
-    """CPU milliseconds of the check every create makes of its input (``load_checked``: the
+    """CPU milliseconds of the check every create makes of its input (``open_verified``: the
     whole image decoded, so a corrupt one is a 400 before any credit moves), in this process."""
     data = base64.b64decode(image.partition(",")[2])
     limits = LimitSettings()
-    load_checked(data, limits)
+    open_verified(data, limits)
     rounds, started = 200, time.process_time()
     for _ in range(rounds):
-        load_checked(data, limits)
+        open_verified(data, limits)
     return (time.process_time() - started) * 1000 / rounds
 
 
@@ -529,7 +529,7 @@ def main() -> None:
         table(targets, cog)
     print(
         f"The bound takes {CORES} busy cores and the input's decode as the server's only "
-        f"work: {decode_ms:.2f} ms of CPU per create (load_checked, measured in this process)"
+        f"work: {decode_ms:.2f} ms of CPU per create (open_verified, measured in this process)"
     )
 
 

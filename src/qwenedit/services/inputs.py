@@ -16,7 +16,7 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.domain.task import is_task_id, task_id_second, task_ids_from
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound
 from qwenedit.media.datauri import image_data_uri
-from qwenedit.media.images import load_checked, sniff_format
+from qwenedit.media.images import checks_quickly, open_verified, sniff_format
 from qwenedit.media.sources import (
     INPUTS_ROOT,
     DataUriSource,
@@ -106,7 +106,10 @@ class TaskInputs:
         for index, source in enumerate(sources, start=1):
             if isinstance(source, DataUriSource):
                 try:
-                    await asyncio.to_thread(load_checked, source.data, self._limits)
+                    if checks_quickly(source.data):
+                        open_verified(source.data, self._limits)
+                    else:
+                        await asyncio.to_thread(open_verified, source.data, self._limits)
                 except ValueError as exc:
                     message = f"image_urls[{index}]: {exc}"
                     raise InvalidRequest(message, param="image_urls") from exc

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from qwenedit.blobs.base import BlobStore
 from qwenedit.domain.wire import FileObject
 from qwenedit.errors import InvalidRequest, NotFound, RequestTooLarge
-from qwenedit.media.images import load_checked, sniff_format
+from qwenedit.media.images import open_verified, sniff_format
 from qwenedit.media.sources import upload_url
 from qwenedit.setting_groups import LimitSettings, RetentionSettings
 from qwenedit.store.accounts import Caller
@@ -57,7 +57,7 @@ class UploadService:
         if not data:
             raise InvalidRequest("The file is empty", param="file")
         try:
-            image = await asyncio.to_thread(load_checked, data, self._limits)
+            image = await asyncio.to_thread(open_verified, data, self._limits)
         except ValueError as exc:
             raise InvalidRequest(f"file: {exc}", param="file") from exc
         now = datetime.now(UTC)
