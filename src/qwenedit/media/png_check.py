@@ -4,8 +4,11 @@ Every inline input is checked in full at create, so that a corrupt one is a 400 
 Pillow's decode of a PNG inflates the pixel data row by row, undoes each row's filter and
 unpacks it: for a 384x384 input ~0.7 ms of CPU, most of a create's own work (bench/vs_cog.py).
 A plain 8-bit RGB or RGBA PNG can only fail that decode in a few ways, all of which this
-module looks for with one bulk inflate (~0.3 ms): its image data chunks are cut short, their
-zlib stream is damaged or ends early, or a row names a filter that does not exist.
+module looks for with one bulk inflate: its image data chunks are cut short, their zlib stream
+is damaged or ends early, or a row names a filter that does not exist. The inflate is
+zlib-ng's, which is several times faster than the zlib Python and Pillow carry on the
+repetitive data of most pictures (0.04 against 0.3 ms for that input; bench/vs_cog.py prints
+the cost).
 
 The answer is one-sided. ``True`` means Pillow's decode would succeed; ``False`` means only
 that this check does not apply or could not prove it, and the caller decodes the image to
@@ -14,7 +17,8 @@ know. So the check can never refuse an image Pillow accepts."""
 from __future__ import annotations
 
 import struct
-import zlib
+
+from zlib_ng import zlib_ng
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEADER = struct.Struct(">I4sIIBBBBB")
@@ -50,8 +54,8 @@ def png_pixels_intact(data: bytes) -> bool:
     if compressed is None:
         return False
     try:
-        rows = zlib.decompressobj().decompress(compressed, stride * height)
-    except zlib.error:
+        rows = zlib_ng.decompressobj().decompress(compressed, stride * height)
+    except zlib_ng.error:  # type: ignore[misc]  # its stub declares the class an instance
         return False
     return len(rows) == stride * height and max(rows[::stride]) <= _LAST_FILTER
 
