@@ -37,7 +37,14 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
-from serverproc import free_port, percentile, postgres_database, running_server, tree_cpu_seconds
+from serverproc import (
+    free_port,
+    percentile,
+    postgres_database,
+    running_server,
+    tree_cpu_seconds,
+    tree_run_seconds,
+)
 
 from qwenedit.media.images import open_verified
 from qwenedit.setting_groups import LimitSettings
@@ -218,9 +225,9 @@ async def in_flight(target: Target, receiver: Receiver, seconds: float) -> None:
 
 async def idle(target: Target, seconds: float) -> None:
     await asyncio.sleep(2)  # let deliveries and progress writes settle
-    before = tree_cpu_seconds(target.pid)
+    before = tree_run_seconds(target.pid)
     await asyncio.sleep(seconds)
-    value = (tree_cpu_seconds(target.pid) - before) / seconds * 1000
+    value = (tree_run_seconds(target.pid) - before) / seconds * 1000
     target.values["idle"] = value
     target.figures["idle"] = f"{value:.1f}"
 
