@@ -53,6 +53,7 @@ from sqlalchemy.sql.schema import Table
 
 from qwenedit.errors import ConfigError
 from qwenedit.store import sqlite_inline
+from qwenedit.store.file_changes import FileChanges
 from qwenedit.store.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,11 @@ saves the round trips on every transaction. A connection that broke silently mea
 statement, which invalidates it and every pooled connection older than the failure
 (SQLAlchemy's pool), so the next transaction gets a fresh one."""
 SQLITE_WATCH_SECONDS = 1.0
-"""How often a SQLite node looks whether another process wrote to its file (``PRAGMA
-data_version``, which reads no table): its waiters are woken then, so a worker, a CLI command
-or another node on the same file is heard within a second, and an idle node does next to
-nothing."""
+"""How often at most a SQLite node looks whether another process wrote to its file (``PRAGMA
+data_version``, which reads no table), and wakes its waiters if so. It looks when the kernel
+says the file's log was written (``file_changes``), at once after a quiet spell, so a worker,
+a CLI command or another node on the same file is heard at once and an idle node never wakes
+for it; where the kernel cannot say, it looks this often."""
 _PENDING_SIGNATURES = {
     TASKS_CHANNEL: "SELECT count(*), total(rowid) FROM tasks WHERE status = 'pending'",
     OUTBOX_CHANNEL: (
@@ -388,10 +390,14 @@ class Database:
         connection committed), judged by a signature of the pending rows, so this node's own
         bookkeeping (worker heartbeats, say) wakes nobody."""
         watch = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        file = Path(path)
+        changes = FileChanges.open(file.parent, (file.name, f"{file.name}-wal"))
+        loop = asyncio.get_running_loop()
         try:
             version: object = None
             signatures: dict[str, object] = {}
             while True:
+                looked = loop.time()
                 try:
                     now = watch.execute("PRAGMA data_version").fetchone()[0]
                     if now != version:
@@ -403,9 +409,13 @@ class Database:
                             signatures[channel] = signature
                 except sqlite3.Error as exc:
                     log.warning("cannot watch %s for other writers: %s", path, exc)
-                await asyncio.sleep(SQLITE_WATCH_SECONDS)
+                if changes is not None:
+                    await changes.wait()
+                await asyncio.sleep(looked + SQLITE_WATCH_SECONDS - loop.time())
         finally:
             watch.close()
+            if changes is not None:
+                changes.close()
 
     async def close(self) -> None:
         if self._watcher is not None:
