@@ -4,7 +4,7 @@ happens, with the embedded worker and with `--no-worker`, on SQLite and on Postg
     .venv/bin/python bench/idle_cpu.py [--seconds 60] [--rounds 2] [--skip-postgres]
 
 CPU is the time the server's threads (and those of any process below it) spent on a CPU, as the
-scheduler counts it in nanoseconds (`serverproc.tree_run_seconds`), counted from 2 s after the
+scheduler counts it in nanoseconds (`serverproc.tree_run_times`), counted from 2 s after the
 server is ready; beside it, in brackets, utime + stime from `/proc/<pid>/stat`, which are clock
 ticks of 10 ms charged to whoever is running when one lands, and overcharge a process that
 wakes on timers. The
@@ -23,7 +23,13 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from serverproc import postgres_database, running_server, tree_cpu_seconds, tree_run_seconds
+from serverproc import (
+    postgres_database,
+    run_seconds_between,
+    running_server,
+    tree_cpu_seconds,
+    tree_run_times,
+)
 
 BENCH = Path(__file__).resolve().parent
 SETTLE_SECONDS = 2.0
@@ -39,11 +45,11 @@ def measure(
             time.sleep(SETTLE_SECONDS)
             figures = []
             for _ in range(rounds):
-                ran, ticked = tree_run_seconds(server.pid), tree_cpu_seconds(server.pid)
+                threads, ticked = tree_run_times(server.pid), tree_cpu_seconds(server.pid)
                 started = time.monotonic()
                 time.sleep(seconds)
                 elapsed = time.monotonic() - started
-                ran = tree_run_seconds(server.pid) - ran
+                ran = run_seconds_between(threads, tree_run_times(server.pid))
                 ticked = tree_cpu_seconds(server.pid) - ticked
                 figures.append((ran / elapsed * 1000, ticked / elapsed * 1000))
             return figures

@@ -79,23 +79,34 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(cpu for _, cpu in _tree(root))
 
 
-def tree_run_seconds(root: int) -> float:
-    """Time on a CPU of every thread alive now in ``root`` and the processes below it, in
-    seconds, from the scheduler's own nanosecond count (``/proc/<pid>/task/<tid>/schedstat``).
+def thread_run_seconds(pid: int, thread: int) -> float:
+    """Time on a CPU of one thread of ``pid``, in seconds (the scheduler's count)."""
+    return int(Path(f"/proc/{pid}/task/{thread}/schedstat").read_text().split()[0]) / 1e9
+
+
+def tree_run_times(root: int) -> dict[str, int]:
+    """Nanoseconds on a CPU of every thread alive now in ``root`` and the processes below it,
+    by ``/proc/<pid>/task/<tid>``, from the scheduler's own count (its ``schedstat``).
 
     For idle windows. utime and stime are sampled at each clock tick (10 ms), and a process
     woken by a timer tends to be running just when a tick lands: they then charge a whole tick
-    for a wake-up of a few hundred microseconds. On one VM here an idle server showed 12-19 ms
-    per second that way while its threads ran 1.5-2 ms. Under load the ticks are fair, and
-    they also count threads and processes that have exited, which this does not."""
-    total = 0
+    for a wake-up of a few hundred microseconds. Under load the ticks are fair, and they also
+    count threads and processes that have exited, which this does not (``run_seconds_between``
+    counts a thread only while it lives)."""
+    times: dict[str, int] = {}
     for pid, _ in _tree(root):
         for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
             try:
-                total += int(stat.read_text().split()[0])
+                times[str(stat.parent)] = int(stat.read_text().split()[0])
             except OSError:
                 continue
-    return total / 1e9
+    return times
+
+
+def run_seconds_between(before: dict[str, int], after: dict[str, int]) -> float:
+    """Seconds on a CPU between two ``tree_run_times``: of threads alive at both, what they
+    ran in between; of threads started in between, all they ran."""
+    return sum(ran - before.get(thread, 0) for thread, ran in after.items()) / 1e9
 
 
 async def _admin(statement: str) -> None:
