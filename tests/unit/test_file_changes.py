@@ -71,3 +71,16 @@ def test_a_folder_that_does_not_exist_cannot_be_watched(
 ) -> None:
     assert FileChanges.open(tmp_path / "missing", ("q.db",)) is None
     assert "cannot watch" in caplog.text
+
+
+async def test_a_removed_folder_ends_the_watch(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    changes = watch(folder)
+    try:
+        assert not changes.ended
+        folder.rmdir()
+        await asyncio.wait_for(changes.wait(), 5)
+        assert changes.ended  # nothing more will be heard: the caller polls instead
+    finally:
+        changes.close()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from qwenedit.media.images import checks_quickly, open_verified
-from qwenedit.media.png_check import SIGNATURE, png_pixels_intact, png_size
+from qwenedit.media.png_check import SIGNATURE, plain_png, png_pixels_intact
 from qwenedit.setting_groups import LimitSettings
 
 
@@ -182,10 +182,69 @@ def test_whatever_rows_it_is_given_it_agrees_with_pillow(
         assert not pillow_decodes(data)
 
 
-def test_size_is_read_from_the_header() -> None:
-    assert png_size(saved(Image.new("RGB", (512, 384)))) == (512, 384)
-    assert png_size(b"\xff\xd8\xff" + bytes(40)) is None
-    assert png_size(SIGNATURE + bytes(10)) is None
+def test_the_layout_of_a_plain_png_is_read() -> None:
+    png = plain_png(saved(Image.new("RGBA", (512, 384))))
+    assert png is not None
+    assert (png.width, png.height, png.samples) == (512, 384, 4)
+    grey = plain_png(saved(Image.new("L", (400, 400))))
+    assert grey is not None and grey.samples is None  # plain, but not a kind checked here
+    assert plain_png(b"\xff\xd8\xff" + bytes(40)) is None
+    assert plain_png(SIGNATURE + bytes(10)) is None
+
+
+HEADER = chunk(b"IHDR", struct.pack(">IIBBBBB", 400, 400, 8, 2, 0, 0, 0))
+DATA = chunk(b"IDAT", zlib.compress(GOOD_ROWS))
+END = chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        SIGNATURE + HEADER + END + DATA + END,
+        SIGNATURE
+        + HEADER
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 300, 400, 8, 2, 0, 0, 0))
+        + DATA
+        + END,
+        SIGNATURE
+        + HEADER
+        + chunk(b"acTL", struct.pack(">II", 1, 0))
+        + chunk(b"fcTL", struct.pack(">IIIIIHHBB", 0, 383, 400, 0, 0, 1, 1, 0, 0))
+        + DATA
+        + END,
+        SIGNATURE
+        + HEADER
+        + chunk(b"iCCP", b"p\x00\x00" + zlib.compress(bytes(10**6)))
+        + DATA
+        + END,
+        SIGNATURE + HEADER + DATA + chunk(b"gAMA", b"\x00") + END,
+        SIGNATURE + HEADER + DATA,
+    ],
+    ids=[
+        "end-before-data",
+        "second-header",
+        "animation",
+        "colour-profile",
+        "chunk-after-data",
+        "no-end",
+    ],
+)
+def test_a_png_not_laid_out_plainly_is_left_to_pillow(data: bytes) -> None:
+    """Pillow reads each of these differently from the plain layout (it may stop early, decode
+    another size or frame, inflate a profile, or fail on a chunk after the data): only Pillow
+    can judge them, on a thread."""
+    assert plain_png(data) is None
+    assert not png_pixels_intact(data)
+    assert not checks_quickly(data)
+
+
+def test_data_after_the_end_chunk_is_not_read() -> None:
+    assert pillow_decodes(SIGNATURE + HEADER + DATA + END + b"trailing")
+    assert png_pixels_intact(SIGNATURE + HEADER + DATA + END + b"trailing")
+
+
+def test_an_end_chunk_before_the_data_makes_pillow_fail() -> None:
+    assert not pillow_decodes(SIGNATURE + HEADER + END + DATA + END)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ know. So the check can never refuse an image Pillow accepts."""
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from zlib_ng import zlib_ng
 
@@ -24,47 +25,43 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEADER = struct.Struct(">I4sIIBBBBB")
 """A PNG's first chunk, right after the signature: length, type, then IHDR's fields (width,
 height, bit depth, colour type, compression, filter method, interlace)."""
+_HEADER_LENGTH = 13
 _CHUNK = struct.Struct(">I4s")
 _SAMPLES = {2: 3, 6: 4}
 """Samples per pixel of the colour types checked here: truecolour, truecolour with alpha."""
 _LAST_FILTER = 4
 """Row filters are 0 (none) to 4 (Paeth)."""
+_PLAIN_EXTRAS = frozenset({b"sRGB", b"gAMA", b"cHRM", b"pHYs", b"sBIT", b"bKGD", b"tIME", b"tRNS"})
+"""The chunks a plain PNG may carry between its header and its image data: small, not
+compressed, and read by Pillow when it opens the file. Anything else (a colour profile or
+compressed text, which Pillow inflates; animation chunks, which change what it decodes; a
+second header) makes the file not plain, and Pillow alone judges it."""
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a PNG's header; ``None`` when ``data`` does not start as one."""
-    if not data.startswith(SIGNATURE) or len(data) < len(SIGNATURE) + _HEADER.size:
+@dataclass(frozen=True)
+class PlainPng:
+    width: int
+    height: int
+    samples: int | None
+    """Bytes per pixel of a non-interlaced 8-bit RGB or RGBA image, the kinds whose rows
+    ``png_pixels_intact`` reads; ``None`` for any other kind."""
+    image_data: bytes
+    """The payloads of its IDAT chunks, joined."""
+
+
+def plain_png(data: bytes) -> PlainPng | None:
+    """The header and image data of a PNG laid out plainly, as encoders write photographs and
+    screenshots: the header, a few of ``_PLAIN_EXTRAS``, one run of IDAT chunks, the end chunk,
+    every chunk whole. ``None`` for anything else, including a file that is not a PNG."""
+    if not data.startswith(SIGNATURE) or len(data) < len(SIGNATURE) + _HEADER.size + 4:
         return None
-    _, kind, width, height, *_ = _HEADER.unpack_from(data, len(SIGNATURE))
-    return (width, height) if kind == b"IHDR" else None
-
-
-def png_pixels_intact(data: bytes) -> bool:
-    """Whether the pixel data of a non-interlaced 8-bit RGB or RGBA PNG would decode, read as
-    Pillow reads it: the image data chunks that follow each other from the first one. The
-    chunks before those are Pillow's to check, when it opens the file."""
-    if png_size(data) is None:
-        return False
-    _, _, width, height, depth, colour, _, _, interlace = _HEADER.unpack_from(data, len(SIGNATURE))
-    samples = _SAMPLES.get(colour)
-    if depth != 8 or samples is None or interlace != 0 or width == 0 or height == 0:
-        return False
-    stride = 1 + width * samples
-    compressed = _image_data(data)
-    if compressed is None:
-        return False
-    try:
-        rows = zlib_ng.decompressobj().decompress(compressed, stride * height)
-    except zlib_ng.error:  # type: ignore[misc]  # its stub declares the class an instance
-        return False
-    return len(rows) == stride * height and max(rows[::stride]) <= _LAST_FILTER
-
-
-def _image_data(data: bytes) -> bytes | None:
-    """The payloads of the run of IDAT chunks, joined; ``None`` when there is none or a chunk
-    on the way is cut short."""
+    length, kind, width, height, depth, colour, _, _, interlace = _HEADER.unpack_from(
+        data, len(SIGNATURE)
+    )
+    if kind != b"IHDR" or length != _HEADER_LENGTH:
+        return None
     parts: list[bytes] = []
-    position = len(SIGNATURE)
+    position = len(SIGNATURE) + _CHUNK.size + _HEADER_LENGTH + 4
     while position + _CHUNK.size <= len(data):
         length, kind = _CHUNK.unpack_from(data, position)
         start = position + _CHUNK.size
@@ -73,7 +70,25 @@ def _image_data(data: bytes) -> bytes | None:
             return None
         if kind == b"IDAT":
             parts.append(data[start:end])
-        elif parts:
-            break
+        elif kind == b"IEND" and parts:
+            checkable = depth == 8 and interlace == 0 and width * height > 0
+            samples = _SAMPLES.get(colour) if checkable else None
+            return PlainPng(width, height, samples, b"".join(parts))
+        elif parts or kind not in _PLAIN_EXTRAS:
+            return None
         position = end + 4
-    return b"".join(parts) if parts else None
+    return None
+
+
+def png_pixels_intact(data: bytes) -> bool:
+    """Whether the image data of a plain, checkable PNG (``plain_png``) would decode. The
+    chunks before it are Pillow's to check, when it opens the file."""
+    png = plain_png(data)
+    if png is None or png.samples is None:
+        return False
+    stride = 1 + png.width * png.samples
+    try:
+        rows = zlib_ng.decompressobj().decompress(png.image_data, stride * png.height)
+    except zlib_ng.error:  # type: ignore[misc]  # its stub declares the class an instance
+        return False
+    return len(rows) == stride * png.height and max(rows[::stride]) <= _LAST_FILTER

@@ -229,7 +229,8 @@ class Database:
             path = parsed.database or ":memory:"
             if path != ":memory:":
                 create_private_file(Path(path))
-            watched = None if path == ":memory:" else path
+            # resolved: SQLite keeps its log beside the file a link points to
+            watched = None if path == ":memory:" else str(Path(path).resolve())
             return cls(_sqlite_engine(parsed, path), listen_dsn=None, watch_path=watched)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -411,6 +412,10 @@ class Database:
                     log.warning("cannot watch %s for other writers: %s", path, exc)
                 if changes is not None:
                     await changes.wait()
+                    if changes.ended:
+                        log.warning("the watch of %s ended; looking every second", file.parent)
+                        changes.close()
+                        changes = None
                 await asyncio.sleep(looked + SQLITE_WATCH_SECONDS - loop.time())
         finally:
             watch.close()

@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 _IN_MODIFY = 0x0002
 _IN_MOVED_TO = 0x0080
 _IN_CREATE = 0x0100
+_IN_UNMOUNT = 0x2000
 _IN_Q_OVERFLOW = 0x4000
 """Events were lost: some of them may have been ours."""
+_IN_IGNORED = 0x8000
+"""The watch ended: the folder was deleted or its file system unmounted."""
 _EVENT = struct.Struct("iIII")
 """``struct inotify_event`` before its name: watch, mask, cookie, length of the name."""
 _READ_BYTES = 64 * 1024
@@ -38,6 +41,9 @@ class FileChanges:
     def __init__(self, descriptor: int, names: Collection[str]) -> None:
         self._descriptor = descriptor
         self._names = {os.fsencode(name) for name in names}
+        self.ended = False
+        """The kernel stopped watching (the folder went): nothing more will be heard, and the
+        caller should poll instead."""
 
     @classmethod
     def open(cls, folder: Path, names: Collection[str]) -> FileChanges | None:
@@ -60,7 +66,8 @@ class FileChanges:
         return cls(descriptor, names)
 
     async def wait(self) -> None:
-        """Until one of the files was written since the last wait (at once if it was)."""
+        """Until one of the files was written since the last wait (at once if it was), or the
+        watch ``ended``."""
         loop = asyncio.get_running_loop()
         while not self._written():
             readable = loop.create_future()
@@ -85,7 +92,9 @@ class FileChanges:
                 _, mask, _, length = _EVENT.unpack_from(events, offset)
                 start = offset + _EVENT.size
                 name = events[start : start + length].rstrip(b"\0")
-                written = written or name in self._names or bool(mask & _IN_Q_OVERFLOW)
+                self.ended = self.ended or bool(mask & (_IN_IGNORED | _IN_UNMOUNT))
+                written = written or self.ended or name in self._names
+                written = written or bool(mask & _IN_Q_OVERFLOW)
                 offset = start + length
 
     def close(self) -> None:
