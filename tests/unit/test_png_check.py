@@ -219,6 +219,7 @@ END = chunk(b"IEND", b"")
         + END,
         SIGNATURE + HEADER + DATA + chunk(b"gAMA", b"\x00") + END,
         SIGNATURE + HEADER + DATA,
+        SIGNATURE + HEADER + chunk(b"gAMA", bytes(4)) * 2 + DATA + END,
     ],
     ids=[
         "end-before-data",
@@ -227,6 +228,7 @@ END = chunk(b"IEND", b"")
         "colour-profile",
         "chunk-after-data",
         "no-end",
+        "an-extra-twice",
     ],
 )
 def test_a_png_not_laid_out_plainly_is_left_to_pillow(data: bytes) -> None:
@@ -254,8 +256,9 @@ def test_an_end_chunk_before_the_data_makes_pillow_fail() -> None:
         (saved(Image.new("RGB", (513, 512))), False),  # too many pixels
         (saved(noise("RGB", (400, 400))), False),  # too many bytes
         (b"\xff\xd8\xff" + bytes(100), False),  # not a PNG
+        (SIGNATURE + HEADER + chunk(b"IDAT", b"") * 100 + DATA + END, False),  # many chunks
     ],
-    ids=["small-png", "many-pixels", "many-bytes", "jpeg"],
+    ids=["small-png", "many-pixels", "many-bytes", "jpeg", "many-chunks"],
 )
 def test_only_small_pngs_are_checked_on_the_event_loop(data: bytes, quick: bool) -> None:
     assert checks_quickly(data) is quick

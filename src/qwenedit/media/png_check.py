@@ -47,6 +47,7 @@ class PlainPng:
     ``png_pixels_intact`` reads; ``None`` for any other kind."""
     image_data: bytes
     """The payloads of its IDAT chunks, joined."""
+    chunks: int
 
 
 def plain_png(data: bytes) -> PlainPng | None:
@@ -61,6 +62,8 @@ def plain_png(data: bytes) -> PlainPng | None:
     if kind != b"IHDR" or length != _HEADER_LENGTH:
         return None
     parts: list[bytes] = []
+    extras: set[bytes] = set()
+    chunks = 1
     position = len(SIGNATURE) + _CHUNK.size + _HEADER_LENGTH + 4
     while position + _CHUNK.size <= len(data):
         length, kind = _CHUNK.unpack_from(data, position)
@@ -68,14 +71,16 @@ def plain_png(data: bytes) -> PlainPng | None:
         end = start + length
         if end + 4 > len(data):  # the chunk, or its checksum, is cut short
             return None
+        chunks += 1
         if kind == b"IDAT":
             parts.append(data[start:end])
         elif kind == b"IEND" and parts:
             checkable = depth == 8 and interlace == 0 and width * height > 0
             samples = _SAMPLES.get(colour) if checkable else None
-            return PlainPng(width, height, samples, b"".join(parts))
-        elif parts or kind not in _PLAIN_EXTRAS:
-            return None
+            return PlainPng(width, height, samples, b"".join(parts), chunks)
+        elif parts or kind not in _PLAIN_EXTRAS or kind in extras:
+            return None  # each extra may come once (the PNG standard's rule for these)
+        extras.add(kind)
         position = end + 4
     return None
 

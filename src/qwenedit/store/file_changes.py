@@ -68,6 +68,8 @@ class FileChanges:
     async def wait(self) -> None:
         """Until one of the files was written since the last wait (at once if it was), or the
         watch ``ended``."""
+        if self.ended:
+            return
         loop = asyncio.get_running_loop()
         while not self._written():
             readable = loop.create_future()
