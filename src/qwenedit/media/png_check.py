@@ -6,9 +6,9 @@ unpacks it: for a 384x384 input ~0.7 ms of CPU, most of a create's own work (ben
 A plain 8-bit RGB or RGBA PNG can only fail that decode in a few ways, all of which this
 module looks for with one bulk inflate: its image data chunks are cut short, their zlib stream
 is damaged or ends early, or a row names a filter that does not exist. The inflate is
-zlib-ng's, which is several times faster than the zlib Python and Pillow carry on the
-repetitive data of most pictures (0.04 against 0.3 ms for that input; bench/vs_cog.py prints
-the cost).
+zlib-ng's (as is Pillow's, inside its wheels), which is several times faster than Python's own
+zlib on the repetitive data of most pictures (0.04 against 0.3 ms for that input;
+bench/vs_cog.py prints the whole check's cost).
 
 The answer is one-sided. ``True`` means Pillow's decode would succeed; ``False`` means only
 that this check does not apply or could not prove it, and the caller decodes the image to

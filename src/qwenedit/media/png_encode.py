@@ -1,12 +1,12 @@
 """Result images to PNG in about 0.4 of the time Pillow's encoder takes, and a little smaller.
 
 Every result is a PNG, encoded on the worker (off the engine's path, but on its CPU): at
-1024x1024 Pillow takes ~80-100 ms at zlib level 3 (its default, 6, ~3x that) with the zlib it
-carries. This encoder filters every row with PNG's "Up" filter (each byte less the byte above
-it: one ``ImageChops.subtract_modulo`` in Pillow's C) and deflates with zlib-ng, which is
-several times faster than that zlib at the same level; the files of photograph-like images come
-out ~3% smaller (bench/png_encode.py prints both side by side). Up is the filter that does best
-on its own on photographs; Pillow picks a filter per row, which costs a pass per filter.
+1024x1024 Pillow takes ~80-100 ms at zlib level 3 (its default, 6, ~3x that). Both deflate
+with zlib-ng (Pillow's wheels carry it too); the difference is the filtering. Pillow chooses a
+filter for every row, trying each of them; this encoder gives every row PNG's "Up" filter (each
+byte less the byte above it), all rows in one ``ImageChops.subtract_modulo`` in Pillow's C. Up
+is the filter that does best on its own on photographs: their files come out ~3% smaller
+(bench/png_encode.py prints both side by side).
 
 Only 8-bit RGB is written here; ``images.encode_png`` gives anything else to Pillow."""
 
