@@ -42,8 +42,8 @@ class FileChanges:
         self._descriptor = descriptor
         self._names = {os.fsencode(name) for name in names}
         self.ended = False
-        """The kernel stopped watching (the folder went): nothing more will be heard, and the
-        caller should poll instead."""
+        """The watch stopped (the folder went, or reading it failed): nothing more will be
+        heard, and the caller should poll instead."""
 
     @classmethod
     def open(cls, folder: Path, names: Collection[str]) -> FileChanges | None:
@@ -87,6 +87,10 @@ class FileChanges:
                 events = os.read(self._descriptor, _READ_BYTES)
             except BlockingIOError:
                 return written
+            except OSError as exc:  # the descriptor failed: nothing more can be heard from it
+                log.warning("the watch failed: %s", exc)
+                self.ended = True
+                return True
             if not events:
                 return written
             offset = 0
