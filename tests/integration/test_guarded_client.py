@@ -232,6 +232,30 @@ async def test_callback_pools_are_bounded_and_a_closed_one_is_reopened(
     assert ports("n0.")[0] != ports("n0.")[1]  # closed to make room for n2, then made anew
 
 
+async def test_check_url_resolves_names_every_time_and_remembers_accepted_literals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarded_client, "MAX_ACCEPTED_LITERAL_URLS", 2)
+    resolver = MapResolver({"hooks.example": ["8.8.8.8"]})
+    client = GuardedClient(settings(tmp_path), resolver=resolver)
+    try:
+        for _ in range(2):
+            await client.check_url("https://hooks.example/a", https_only=True)
+        for url in ("https://8.8.8.8/a", "https://8.8.4.4/a", "https://1.1.1.1/a"):
+            await client.check_url(url, https_only=True)
+        await client.check_url("https://1.1.1.1/a", https_only=True)
+        for _ in range(2):
+            with pytest.raises(OutboundRefused, match="internal address"):
+                await client.check_url("https://10.0.0.1/a", https_only=True)
+        with pytest.raises(OutboundRefused, match="scheme"):
+            await client.check_url("http://1.1.1.1/a", https_only=True)
+        remembered = list(client._accepted_literal)
+    finally:
+        await client.aclose()
+    assert resolver.asked == ["hooks.example", "hooks.example"]
+    assert remembered == [("https://8.8.4.4/a", True), ("https://1.1.1.1/a", True)]
+
+
 async def test_post_refuses_plain_http_by_default(server: ScriptedServer, tmp_path: Path) -> None:
     client = GuardedClient(settings(tmp_path, allow_private_network="127.0.0.0/8"))
     try:

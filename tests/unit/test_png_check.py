@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from qwenedit.media.images import checks_quickly, open_verified
+from qwenedit.media.images import open_verified, quick_png, verify_image
 from qwenedit.media.png_check import SIGNATURE, plain_png, png_pixels_intact
 from qwenedit.setting_groups import LimitSettings
 
@@ -237,7 +237,7 @@ def test_a_png_not_laid_out_plainly_is_left_to_pillow(data: bytes) -> None:
     can judge them, on a thread."""
     assert plain_png(data) is None
     assert not png_pixels_intact(data)
-    assert not checks_quickly(data)
+    assert quick_png(data) is None
 
 
 def test_data_after_the_end_chunk_is_not_read() -> None:
@@ -261,4 +261,69 @@ def test_an_end_chunk_before_the_data_makes_pillow_fail() -> None:
     ids=["small-png", "many-pixels", "many-bytes", "jpeg", "many-chunks"],
 )
 def test_only_small_pngs_are_checked_on_the_event_loop(data: bytes, quick: bool) -> None:
-    assert checks_quickly(data) is quick
+    assert (quick_png(data) is not None) is quick
+
+
+def verdict(check: object, data: bytes) -> str:
+    try:
+        check(data, LimitSettings())  # type: ignore[operator]
+    except ValueError as exc:
+        return str(exc)
+    return "accepted"
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    cut=st.just(len(SAMPLE)) | st.integers(min_value=8, max_value=len(SAMPLE)),
+    flips=st.lists(
+        st.tuples(st.integers(min_value=8, max_value=40), st.integers(0, 255)), max_size=3
+    )
+    | st.lists(
+        st.tuples(st.integers(min_value=8, max_value=len(SAMPLE) - 1), st.integers(0, 255)),
+        max_size=3,
+    ),
+)
+def test_verify_image_says_what_open_verified_says(cut: int, flips: list[tuple[int, int]]) -> None:
+    """The header included, any bytes changed and any end cut off: the same verdict and the
+    same message as opening and decoding with Pillow."""
+    data = bytearray(SAMPLE[:cut])
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    assert verdict(verify_image, bytes(data)) == verdict(open_verified, bytes(data))
+
+
+def with_header(fields: bytes, checksum: int | None = None) -> bytes:
+    header = chunk(b"IHDR", fields)
+    if checksum is not None:
+        header = header[:-4] + struct.pack(">I", checksum)
+    return SIGNATURE + header + DATA + END
+
+
+GOOD_FIELDS = struct.pack(">IIBBBBB", 400, 400, 8, 2, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "header_only"),
+    [
+        (with_header(GOOD_FIELDS), True),
+        (saved(Image.new("RGB", (400, 400))), True),
+        (with_header(GOOD_FIELDS, checksum=0), False),
+        (with_header(struct.pack(">IIBBBBB", 400, 400, 8, 2, 1, 0, 0)), False),
+        (with_header(struct.pack(">IIBBBBB", 400, 400, 8, 2, 0, 1, 0)), False),
+        (SIGNATURE + HEADER + chunk(b"gAMA", bytes(4)) + DATA + END, False),
+    ],
+    ids=["handmade", "pillow", "bad-checksum", "compression-1", "filter-1", "an-extra"],
+)
+def test_a_header_only_png_has_a_sound_header_and_no_extras(data: bytes, header_only: bool) -> None:
+    png = plain_png(data)
+    assert png is not None
+    assert png.header_only is header_only
+    assert verdict(verify_image, data) == verdict(open_verified, data)
+
+
+@pytest.mark.parametrize("size", [(383, 400), (400, 3073), (384, 384), (3072, 384)], ids=str)
+def test_verify_image_refuses_sizes_as_open_checked_does(size: tuple[int, int]) -> None:
+    rows = b"".join(b"\x00" + bytes(size[0] * 3) for _ in range(size[1]))
+    data = handmade(rows, width=size[0], height=size[1])
+    assert verdict(verify_image, data) == verdict(open_verified, data)

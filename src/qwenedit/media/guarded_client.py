@@ -17,6 +17,7 @@ import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 
@@ -39,6 +40,11 @@ An older one is closed when its pool is next used, or when the pool is given up.
 MAX_CALLBACK_POOLS = 32
 """Receivers (name and address) whose connections are kept at once; the least recently used
 idle one is closed for a new one."""
+MAX_ACCEPTED_LITERAL_URLS = 1024
+"""URLs with a literal address that ``check_url`` remembers as accepted (least recently used
+forgotten first). Their verdict needs no DNS and depends on nothing but the URL and the
+settings, and a client sends the same callback URL with every create: parsing and judging it
+again was a tenth of a create's own work (bench/vs_cog.py)."""
 
 
 def outbound_ssl_context(settings: OutboundSettings) -> ssl.SSLContext:
@@ -63,6 +69,7 @@ class GuardedClient:
         self._ssl = ssl_context or outbound_ssl_context(settings)
         self._client = self._new_client(keepalive=False)
         self._callback_pools = CallbackPools(lambda: self._new_client(keepalive=True))
+        self._accepted_literal: OrderedDict[tuple[str, bool], None] = OrderedDict()
 
     def _new_client(self, *, keepalive: bool) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -79,12 +86,22 @@ class GuardedClient:
         )
 
     async def check_url(self, url: str, *, https_only: bool) -> None:
-        """Resolve and check a URL without connecting (used at create for callbacks)."""
+        """Resolve and check a URL without connecting (used at create for callbacks). A name
+        is resolved on every check; a literal address's verdict, once accepted, is
+        remembered (``MAX_ACCEPTED_LITERAL_URLS``)."""
+        key = (url, https_only)
+        if key in self._accepted_literal:
+            self._accepted_literal.move_to_end(key)
+            return
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise OutboundRefused("the URL is not valid") from exc
-        await self._pin(parsed, https_only=https_only)
+        pinned = await self._pin(parsed, https_only=https_only)
+        if pinned.literal:
+            self._accepted_literal[key] = None
+            if len(self._accepted_literal) > MAX_ACCEPTED_LITERAL_URLS:
+                self._accepted_literal.popitem(last=False)
 
     async def fetch(self, url: str, *, max_bytes: int) -> bytes:
         """GET an image: http(s) only, redirects re-checked (at most ``MAX_REDIRECTS``), a 200
@@ -144,7 +161,7 @@ class GuardedClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Request:
-        address = await self._pin(url, https_only=https_only)
+        address = (await self._pin(url, https_only=https_only)).address
         host = connect_host(url)
         request_headers = dict(headers or {})
         request_headers["Host"] = url.netloc.decode("ascii")
@@ -159,7 +176,7 @@ class GuardedClient:
             extensions=extensions,
         )
 
-    async def _pin(self, url: httpx.URL, *, https_only: bool) -> str:
+    async def _pin(self, url: httpx.URL, *, https_only: bool) -> Pinned:
         """The checked address to connect to for ``url``. The host is judged, and resolved, in
         the ASCII form the client sends (``media.hosts``)."""
         allowed = ("https",) if https_only else ("http", "https")
@@ -174,11 +191,18 @@ class GuardedClient:
         addresses = [known] if known is not None else await self._resolver.resolve(host, port)
         if any(is_forbidden(address, self._allowance) for address in addresses):
             raise OutboundRefused(INTERNAL_MESSAGE)
-        return str(addresses[0])
+        return Pinned(str(addresses[0]), literal=known is not None)
 
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._callback_pools.aclose()
+
+
+class Pinned(NamedTuple):
+    address: str
+    """The checked address to connect to."""
+    literal: bool
+    """Whether the URL named it (no DNS was asked)."""
 
 
 class CallbackPools:

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from qwenedit.domain.task import ErrorCode
 from qwenedit.errors import TaskFailure
-from qwenedit.media.png_check import plain_png, png_pixels_intact
+from qwenedit.media.png_check import PlainPng, image_data_intact, plain_png, png_pixels_intact
 from qwenedit.media.png_encode import encode_rgb_png
 from qwenedit.setting_groups import LimitSettings
 
@@ -66,20 +66,23 @@ QUICK_CHECK_CHUNKS = 64
 """Chunks at most: an encoder's image data chunks of 8 KiB or more fill 64 KiB with eight."""
 
 
-def checks_quickly(data: bytes) -> bool:
-    """Whether ``open_verified`` costs less than handing it to a thread does (~0.35 ms of the
-    event loop's CPU, bench/vs_cog.py): a small plain PNG of few pixels and few chunks, of a
-    kind ``png_pixels_intact`` reads. Opening it inflates nothing (no compressed chunks), and
-    its check or, if the check fails, Pillow's decode handles at most about a megabyte."""
+def quick_png(data: bytes) -> PlainPng | None:
+    """The layout of ``data`` when ``verify_image`` costs less than handing it to a thread
+    does (~0.35 ms of the event loop's CPU, bench/vs_cog.py): a small plain PNG of few pixels
+    and few chunks, of a kind ``png_pixels_intact`` reads. Opening it inflates nothing (no
+    compressed chunks), and its check or, if the check fails, Pillow's decode handles at most
+    about a megabyte. ``None`` for anything else."""
     if len(data) > QUICK_CHECK_BYTES:
-        return False
+        return None
     png = plain_png(data)
-    return (
-        png is not None
-        and png.samples is not None
-        and png.chunks <= QUICK_CHECK_CHUNKS
-        and png.width * png.height <= QUICK_CHECK_PIXELS
-    )
+    if (
+        png is None
+        or png.samples is None
+        or png.chunks > QUICK_CHECK_CHUNKS
+        or png.width * png.height > QUICK_CHECK_PIXELS
+    ):
+        return None
+    return png
 
 
 def open_verified(data: bytes, limits: LimitSettings) -> Image.Image:
@@ -94,6 +97,33 @@ def open_verified(data: bytes, limits: LimitSettings) -> Image.Image:
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError("the image data is corrupt or truncated") from exc
     return image
+
+
+def verify_image(data: bytes, limits: LimitSettings, png: PlainPng | None = None) -> None:
+    """``open_verified``'s verdict, without opening the image where its layout (``png``, else
+    read here) allows: a PNG with nothing but a sound header before its image data
+    (``PlainPng.header_only``), of a size within ``limits`` and with intact image data, is
+    one Pillow opens and decodes, and whose size ``open_checked`` accepts. Anything else,
+    and every refusal with its message, is ``open_verified``'s."""
+    if png is None:
+        png = plain_png(data)
+    if png is None or not _proven(png, limits):
+        open_verified(data, limits)
+
+
+def _proven(png: PlainPng, limits: LimitSettings) -> bool:
+    """Whether Pillow opens and decodes ``png`` and ``open_checked`` accepts its size (within
+    ``limits`` and under Pillow's own bomb warning)."""
+    pixels = png.width * png.height
+    bomb = Image.MAX_IMAGE_PIXELS
+    return (
+        png.header_only
+        and MIN_SIDE <= png.width <= MAX_SIDE
+        and MIN_SIDE <= png.height <= MAX_SIDE
+        and pixels <= limits.max_image_pixels
+        and (bomb is None or pixels <= bomb)
+        and image_data_intact(png)
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

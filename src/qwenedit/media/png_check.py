@@ -27,6 +27,7 @@ _HEADER = struct.Struct(">I4sIIBBBBB")
 height, bit depth, colour type, compression, filter method, interlace)."""
 _HEADER_LENGTH = 13
 _CHUNK = struct.Struct(">I4s")
+_CHECKSUM = struct.Struct(">I")
 _SAMPLES = {2: 3, 6: 4}
 """Samples per pixel of the colour types checked here: truecolour, truecolour with alpha."""
 _LAST_FILTER = 4
@@ -48,6 +49,11 @@ class PlainPng:
     image_data: bytes
     """The payloads of its IDAT chunks, joined."""
     chunks: int
+    header_only: bool
+    """Nothing but the header before the image data, and the header sound: its checksum
+    matches and it names the only compression and filter methods there are. That is all
+    Pillow reads when it opens such a file, so for one ``png_pixels_intact`` proves, Pillow's
+    open and decode would both succeed."""
 
 
 def plain_png(data: bytes) -> PlainPng | None:
@@ -77,19 +83,36 @@ def plain_png(data: bytes) -> PlainPng | None:
         elif kind == b"IEND" and parts:
             checkable = depth == 8 and interlace == 0 and width * height > 0
             samples = _SAMPLES.get(colour) if checkable else None
-            return PlainPng(width, height, samples, b"".join(parts), chunks)
+            header_only = not extras and _header_sound(data)
+            return PlainPng(width, height, samples, b"".join(parts), chunks, header_only)
         elif parts or kind not in _PLAIN_EXTRAS or kind in extras:
             return None  # each extra may come once (the PNG standard's rule for these)
-        extras.add(kind)
+        else:
+            extras.add(kind)
         position = end + 4
     return None
+
+
+def _header_sound(data: bytes) -> bool:
+    """The checks Pillow makes of the header chunk when it opens a file: its checksum, and
+    compression and filter methods 0."""
+    start = len(SIGNATURE) + 4
+    end = start + 4 + _HEADER_LENGTH
+    (checksum,) = _CHECKSUM.unpack_from(data, end)
+    methods = data[end - 3 : end - 1]
+    return methods == b"\x00\x00" and zlib_ng.crc32(data[start:end]) == checksum
 
 
 def png_pixels_intact(data: bytes) -> bool:
     """Whether the image data of a plain, checkable PNG (``plain_png``) would decode. The
     chunks before it are Pillow's to check, when it opens the file."""
     png = plain_png(data)
-    if png is None or png.samples is None:
+    return png is not None and image_data_intact(png)
+
+
+def image_data_intact(png: PlainPng) -> bool:
+    """``png_pixels_intact`` of a file already read by ``plain_png``."""
+    if png.samples is None:
         return False
     stride = 1 + png.width * png.samples
     try:

@@ -16,7 +16,7 @@ from qwenedit.blobs.base import BlobStore
 from qwenedit.domain.task import is_task_id, task_id_second, task_ids_from
 from qwenedit.errors import InputRejected, InvalidRequest, NotFound
 from qwenedit.media.datauri import image_data_uri
-from qwenedit.media.images import checks_quickly, open_verified, sniff_format
+from qwenedit.media.images import quick_png, sniff_format, verify_image
 from qwenedit.media.sources import (
     INPUTS_ROOT,
     DataUriSource,
@@ -106,10 +106,10 @@ class TaskInputs:
         for index, source in enumerate(sources, start=1):
             if isinstance(source, DataUriSource):
                 try:
-                    if checks_quickly(source.data):
-                        open_verified(source.data, self._limits)
+                    if (png := quick_png(source.data)) is not None:
+                        verify_image(source.data, self._limits, png)
                     else:
-                        await asyncio.to_thread(open_verified, source.data, self._limits)
+                        await asyncio.to_thread(verify_image, source.data, self._limits)
                 except ValueError as exc:
                     message = f"image_urls[{index}]: {exc}"
                     raise InvalidRequest(message, param="image_urls") from exc

@@ -24,8 +24,12 @@ ACTIVE = (PENDING, PROCESSING)
 NO_RESULTS = "[]"
 
 
+_PARAM_NAMES = tuple(field.name for field in dataclasses.fields(TaskParams))
+
+
 def params_json(params: TaskParams) -> str:
-    return json.dumps(dataclasses.asdict(params))
+    """The stored form of ``params`` (``asdict`` would deep-copy every field first)."""
+    return json.dumps({name: getattr(params, name) for name in _PARAM_NAMES})
 
 
 def _params(text: str) -> TaskParams:

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, in
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qwenedit.domain.task import ErrorCode, TaskParams, TaskRecord, task_id_second
+from qwenedit.domain.task import ErrorCode, TaskParams, TaskRecord, TaskStatus, task_id_second
 from qwenedit.errors import (
     ActiveTaskLimitReached,
     CreateTooLate,
@@ -69,8 +69,9 @@ _FAIL = ending(
 )
 """A worker ends its task (``fenced``), built once."""
 
-_INSERT = insert(tasks).returning(*tasks.c)
-"""Built once (a create is the hottest write): its parameters travel apart from it."""
+_INSERT = insert(tasks)
+"""Built once (a create is the hottest write): its parameters travel apart from it. Nothing is
+read back: the new task's record is made from what was written."""
 
 
 @dataclass(frozen=True)
@@ -180,24 +181,33 @@ class TaskRepo:
             balance = await balance_of(connection, new.account_id)
             raise QuotaExceeded(new.reserve_milli, balance)
         await _check_limits(connection, new.account_id, limits)
-        row = (
-            await connection.execute(
-                _INSERT,
-                {
-                    "id": new.id,
-                    "account_id": new.account_id,
-                    "user_group": account.user_group,
-                    "status": PENDING,
-                    "progress": 0,
-                    "attempt": 0,
-                    "params": params_json(new.params),
-                    "price_milli": new.price_milli,
-                    "reserved_milli": new.reserve_milli,
-                    "created_at": new.created_at,
-                    "result_keys": NO_RESULTS,
-                },
-            )
-        ).one()
+        task = TaskRecord(
+            id=new.id,
+            account_id=new.account_id,
+            user_group=account.user_group,
+            params=new.params,
+            status=TaskStatus.PENDING,
+            progress=0,
+            attempt=0,
+            created_at=new.created_at,
+            reserved_milli=new.reserve_milli,
+        )
+        await connection.execute(
+            _INSERT,
+            {
+                "id": task.id,
+                "account_id": task.account_id,
+                "user_group": task.user_group,
+                "status": PENDING,
+                "progress": task.progress,
+                "attempt": task.attempt,
+                "params": params_json(task.params),
+                "price_milli": new.price_milli,
+                "reserved_milli": task.reserved_milli,
+                "created_at": task.created_at,
+                "result_keys": NO_RESULTS,
+            },
+        )
         if idempotency is not None:
             await connection.execute(
                 insert(idempotency_keys).values(
@@ -208,7 +218,7 @@ class TaskRepo:
                     created_at=new.created_at,
                 )
             )
-        return Created(task_record(row), replayed=False)
+        return Created(task, replayed=False)
 
     async def _finish_creates(
         self, connection: AsyncConnection, batch: list[Created]
