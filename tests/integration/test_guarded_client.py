@@ -13,7 +13,7 @@ import trustme
 
 from qwenedit.config import Settings
 from qwenedit.errors import OutboundRefused
-from qwenedit.media import guarded_client
+from qwenedit.media import callback_connections, guarded_client
 from qwenedit.media.guarded_client import GuardedClient
 from support.http_server import Answer, ScriptedServer, scripted_server
 from support.leaks import assert_not_leaked
@@ -212,7 +212,7 @@ async def test_callbacks_to_one_receiver_share_a_connection_and_other_names_do_n
 async def test_callback_pools_are_bounded_and_a_closed_one_is_reopened(
     server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(guarded_client, "MAX_CALLBACK_POOLS", 2)
+    monkeypatch.setattr(callback_connections, "MAX_RECEIVERS", 2)
     server.answers["/hook"] = Answer()
     names = {f"n{i}.example": ["127.0.0.1"] for i in range(3)}
     client = GuardedClient(

@@ -3,20 +3,17 @@
 For each request it resolves the host once, refuses the URL when ANY address is internal, and
 connects to the checked address itself (the URL's host is replaced by the address; the
 ``Host`` header and TLS SNI/certificate check keep the original name), so a second DNS answer
-cannot redirect the connection. A pooled connection is keyed by address only and must never
-carry a request for another name: image fetches keep no connection, and callbacks keep theirs
-in a pool of their own per name and address (``CallbackPools``). Redirects are re-checked
+cannot redirect the connection. A kept connection must never carry a request for a name it was
+not opened for: image fetches keep no connection, and callbacks keep theirs per name and
+address (``callback_connections``, h11 without httpx around it). Redirects are re-checked
 (images) or refused (callbacks); every call has a total deadline and a cap on the bytes it
 reads."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import httpx
@@ -24,22 +21,16 @@ import httpx
 from qwenedit import __version__
 from qwenedit.errors import InputRejected, OutboundRefused
 from qwenedit.media.addresses import address_without_dns, is_forbidden, literal_host_address
+from qwenedit.media.callback_connections import CallbackConnections, Receiver
 from qwenedit.media.hosts import connect_host
 from qwenedit.media.resolver import Resolver, SystemResolver
 from qwenedit.media.sources import INTERNAL_MESSAGE
 from qwenedit.setting_groups import OutboundSettings
 
 USER_AGENT = f"qwenedit/{__version__}"
-CALLBACK_RESPONSE_CAP = 64 * 1024
-"""Bytes of a callback receiver's answer we read before letting go of it."""
 _REDIRECTS = (301, 302, 303, 307, 308)
-CALLBACK_KEEPALIVE_SECONDS = 2.0
-"""How long an idle callback connection may be reused: shorter than the 5 s most servers keep
-one (uvicorn's default), so a callback is seldom sent on a connection its receiver is closing.
-An older one is closed when its pool is next used, or when the pool is given up."""
-MAX_CALLBACK_POOLS = 32
-"""Receivers (name and address) whose connections are kept at once; the least recently used
-idle one is closed for a new one."""
+_CALLBACK_DEFAULTS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "identity"))
+"""Headers of a callback unless the caller gives its own."""
 MAX_ACCEPTED_LITERAL_URLS = 1024
 """URLs with a literal address that ``check_url`` remembers as accepted (least recently used
 forgotten first). Their verdict needs no DNS and depends on nothing but the URL and the
@@ -67,23 +58,16 @@ class GuardedClient:
         self._allowance = settings.private_network_allowance
         self._resolver = resolver or SystemResolver()
         self._ssl = ssl_context or outbound_ssl_context(settings)
-        self._client = self._new_client(keepalive=False)
-        self._callback_pools = CallbackPools(lambda: self._new_client(keepalive=True))
-        self._accepted_literal: OrderedDict[tuple[str, bool], None] = OrderedDict()
-
-    def _new_client(self, *, keepalive: bool) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        self._client = httpx.AsyncClient(
             verify=self._ssl,
             follow_redirects=False,
             trust_env=False,
-            timeout=httpx.Timeout(self._settings.fetch_timeout),
-            limits=httpx.Limits(
-                max_keepalive_connections=4 if keepalive else 0,
-                max_connections=256,
-                keepalive_expiry=CALLBACK_KEEPALIVE_SECONDS,
-            ),
+            timeout=httpx.Timeout(settings.fetch_timeout),
+            limits=httpx.Limits(max_keepalive_connections=0, max_connections=256),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
+        self._callbacks = CallbackConnections(self._ssl)
+        self._accepted_literal: OrderedDict[tuple[str, bool], None] = OrderedDict()
 
     async def check_url(self, url: str, *, https_only: bool) -> None:
         """Resolve and check a URL without connecting (used at create for callbacks). A name
@@ -133,23 +117,24 @@ class GuardedClient:
         """POST a callback; returns the status code. No redirects are followed (a 3xx is just a
         status); the whole exchange, connect to last byte read, fits in ``deadline``."""
         https_only = not self._settings.allow_insecure_callbacks
+        given = {name.lower() for name in headers}
+        sent = [(name, value) for name, value in _CALLBACK_DEFAULTS if name.lower() not in given]
+        sent.extend(headers.items())
         try:
             async with asyncio.timeout(deadline):
                 parsed = httpx.URL(url)
-                request = await self._pinned_request(
-                    "POST", parsed, https_only=https_only, body=body, headers=headers
+                address = (await self._pin(parsed, https_only=https_only)).address
+                receiver = Receiver(
+                    scheme=parsed.scheme,
+                    netloc=parsed.netloc.decode("ascii"),
+                    address=address,
+                    port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                    tls_name=connect_host(parsed),
                 )
-                receiver = (parsed.scheme, parsed.netloc.decode("ascii"), request.url.host)
-                async with self._callback_pools.client(receiver) as client:
-                    response = await client.send(request, stream=True)
-                    try:
-                        await _drain(response, CALLBACK_RESPONSE_CAP)
-                    finally:
-                        await response.aclose()
-                return response.status_code
+                return await self._callbacks.post(receiver, parsed.raw_path, sent, body)
         except TimeoutError as exc:
             raise OutboundRefused(f"no answer within {deadline:g} s") from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except httpx.InvalidURL as exc:
             raise OutboundRefused(f"the request failed ({type(exc).__name__})") from exc
 
     async def _pinned_request(
@@ -195,7 +180,7 @@ class GuardedClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-        await self._callback_pools.aclose()
+        await self._callbacks.aclose()
 
 
 class Pinned(NamedTuple):
@@ -203,58 +188,6 @@ class Pinned(NamedTuple):
     """The checked address to connect to."""
     literal: bool
     """Whether the URL named it (no DNS was asked)."""
-
-
-class CallbackPools:
-    """One keep-alive client per callback receiver: scheme, name as sent (with the port) and
-    the checked address it was sent to. Its connections then only ever carry requests for that
-    name to that address, which were checked, and verified by TLS for that name, like the
-    first. At most ``MAX_CALLBACK_POOLS`` are kept; when a new receiver needs one, the least
-    recently used pool with no request in flight is closed, and when every pool is busy the new
-    receiver's client is closed after its request."""
-
-    def __init__(self, new_client: Callable[[], httpx.AsyncClient]) -> None:
-        self._new_client = new_client
-        self._pools: OrderedDict[tuple[str, str, str], _Pool] = OrderedDict()
-
-    @contextlib.asynccontextmanager
-    async def client(self, receiver: tuple[str, str, str]) -> AsyncIterator[httpx.AsyncClient]:
-        pool = self._pools.get(receiver)
-        if pool is not None:
-            self._pools.move_to_end(receiver)
-        else:
-            pool = _Pool(self._new_client())
-            if await self._make_room():
-                self._pools[receiver] = pool
-        pool.in_flight += 1
-        try:
-            yield pool.client
-        finally:
-            pool.in_flight -= 1
-            if self._pools.get(receiver) is not pool and pool.in_flight == 0:
-                await pool.client.aclose()
-
-    async def _make_room(self) -> bool:
-        """Whether a new pool may be kept (closing an idle one if needed)."""
-        if len(self._pools) < MAX_CALLBACK_POOLS:
-            return True
-        for receiver, pool in self._pools.items():
-            if pool.in_flight == 0:
-                del self._pools[receiver]
-                await pool.client.aclose()
-                return True
-        return False
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), OrderedDict()
-        for pool in pools:
-            await pool.client.aclose()
-
-
-@dataclass
-class _Pool:
-    client: httpx.AsyncClient
-    in_flight: int = 0
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
@@ -269,11 +202,3 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise OutboundRefused(f"the file is larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _drain(response: httpx.Response, cap: int) -> None:
-    received = 0
-    async for chunk in response.aiter_raw():
-        received += len(chunk)
-        if received >= cap:
-            return
