@@ -69,6 +69,9 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _BEGIN = "qwenedit_begin"
 """Execution option naming the statement that opens a SQLite transaction."""
+_SYNCHRONOUS = "qwenedit_synchronous"
+"""Execution option: SQLite's ``synchronous`` level for the write transaction about to open
+(``FULL`` unless ``NORMAL`` is given, ``Database.transaction(durable=False)``)."""
 PING_AFTER_IDLE_SECONDS = 2.0
 """A pooled PostgreSQL connection that rested longer than this is pinged (three round trips)
 before it is handed out. One used more recently is only checked for a close the driver has
@@ -116,17 +119,24 @@ def _sqlite_engine(url: URL, path: str) -> AsyncEngine:
     engine = create_async_engine(url, async_creator=open_connection)
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        record.info[_SYNCHRONOUS] = "FULL"
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql(
-            connection.get_execution_options().get(_BEGIN, "BEGIN IMMEDIATE")
-        )
+        options = connection.get_execution_options()
+        begin = options.get(_BEGIN, "BEGIN IMMEDIATE")
+        if begin == "BEGIN IMMEDIATE":  # a write: how its commit reaches the disk
+            level = options.get(_SYNCHRONOUS, "FULL")
+            info = connection.connection.info
+            if info.get(_SYNCHRONOUS) != level:
+                connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+                info[_SYNCHRONOUS] = level
+        connection.exec_driver_sql(begin)
 
     return engine
 
@@ -238,25 +248,41 @@ class Database:
         raise ConfigError(f"Unsupported database {backend!r}: use sqlite or postgresql")
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, *, write: bool = True, durable: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
         """Commits on success, rolls back on error. ``write=False`` is for pure reads: on SQLite
-        it opens a deferred transaction, a WAL snapshot that never waits for writers."""
+        it opens a deferred transaction, a WAL snapshot that never waits for writers.
+
+        ``durable=False`` is for a write that may be lost to a crash of the machine (never to
+        a crash of this process) because the state it leaves behind is one the queue recovers
+        from anyway: a claim, a lease or progress write, a callback's claim or its outcome
+        (the task is claimed again, its lease runs out, the callback is sent again: at least
+        once). Its commit does not wait for the disk: SQLite's ``synchronous=NORMAL`` in WAL
+        mode, PostgreSQL's ``synchronous_commit`` off. Either database loses such writes only
+        as the tail of its log, so the next durable commit makes them durable with it. A
+        write whose outcome someone is told about (a create, a cancel, a task's end, money) is
+        durable."""
         async with contextlib.AsyncExitStack() as turn:
             if write and self._writer is not None:
                 await turn.enter_async_context(self._writer)
-            async with self._transaction(write) as connection:
+            async with self._transaction(write, durable) as connection:
                 yield connection
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, write: bool, durable: bool) -> AsyncIterator[AsyncConnection]:
         async with (self._engine if write else self._reader).connect() as connection:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})
+            elif not durable and self.dialect == "sqlite":
+                await connection.execution_options(**{_SYNCHRONOUS: "NORMAL"})
             committed = _OnCommit()
             self._on_commit[id(connection)] = committed
             try:
                 async with contextlib.AsyncExitStack() as scope:
                     scope.push_async_exit(await self._begin(connection, write))
+                    if write and not durable and self.dialect == "postgresql":
+                        await connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     yield connection
             finally:
                 del self._on_commit[id(connection)]

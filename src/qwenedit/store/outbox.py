@@ -114,7 +114,7 @@ class OutboxRepo:
     async def claim(self, lease_seconds: float, *, now: datetime) -> Delivery | None:
         """The most overdue pending delivery due at ``now``, its attempt counted and leased."""
         leased_until = now + timedelta(seconds=lease_seconds)
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(durable=False) as connection:
             row = (
                 await connection.execute(_CLAIM, {"due_by": now, "leased_until": leased_until})
             ).first()
@@ -164,7 +164,7 @@ class OutboxRepo:
             "ended_at": now if status == DELIVERED else None,
             "retry_at": retry_at,
         }
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(durable=False) as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(_LOG_AND_DECIDE, parameters)
             else:

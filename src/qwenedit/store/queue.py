@@ -68,8 +68,9 @@ class QueueRepo:
     async def claim(self, worker_id: str, lease_seconds: float) -> TaskRecord | None:
         """Take the next pending task: round-robin across accounts (the account served longest
         ago first), oldest first within one. PostgreSQL skips rows other claimers hold; SQLite's
-        ``BEGIN IMMEDIATE`` already makes claimers take turns."""
-        async with self._db.transaction() as connection:
+        ``BEGIN IMMEDIATE`` already makes claimers take turns. Not durable (a claim lost with
+        the machine leaves the task pending, to be claimed again)."""
+        async with self._db.transaction(durable=False) as connection:
             # read once the write lock is held, so waiting for it does not shorten the lease
             clock = {
                 "clock_now": self._db.clock_value(),
@@ -88,7 +89,8 @@ class QueueRepo:
     ) -> bool:
         """Extend the lease; ``False`` when this attempt no longer holds the task."""
         expires = self._db.clock(lease_seconds)
-        return await self._fenced_update(task_id, worker_id, attempt, {"lease_expires_at": expires})
+        values = {"lease_expires_at": expires}
+        return await self._fenced_update(task_id, worker_id, attempt, values, durable=False)
 
     async def report_progress(
         self, task_id: str, worker_id: str, attempt: int, progress: int
@@ -96,7 +98,8 @@ class QueueRepo:
         """Raise the stored progress (it never goes down); ``False`` when fenced out."""
         value = min(max(progress, 0), 100)
         rising = case((tasks.c.progress < value, value), else_=tasks.c.progress)
-        return await self._fenced_update(task_id, worker_id, attempt, {"progress": rising})
+        values = {"progress": rising}
+        return await self._fenced_update(task_id, worker_id, attempt, values, durable=False)
 
     async def holds(self, task_id: str, worker_id: str, attempt: int) -> bool:
         """Whether this attempt still holds the task: the fence, read without writing (on
@@ -124,8 +127,9 @@ class QueueRepo:
         values: dict[str, Any],
         *,
         wake: bool = False,
+        durable: bool = True,
     ) -> bool:
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(durable=durable) as connection:
             result = await connection.execute(
                 update(tasks).where(FENCE).values(**values), fenced(task_id, worker_id, attempt)
             )

@@ -32,7 +32,7 @@ class WorkerRepo:
             )
 
     async def beat(self, worker_id: str) -> None:
-        async with self._db.transaction() as connection:
+        async with self._db.transaction(durable=False) as connection:
             await connection.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
