@@ -23,6 +23,7 @@ from qwenedit.delivery.dispatcher import Dispatcher
 from qwenedit.engines.base import Engine
 from qwenedit.engines.extender_choice import load_prompt_extender
 from qwenedit.errors import ConfigError
+from qwenedit.gil import hand_back_quickly
 from qwenedit.heap import freeze_long_lived
 from qwenedit.media.resolver import Resolver
 from qwenedit.resilience import Outages, Retry, describe, is_database_error, is_transient
@@ -50,11 +51,12 @@ class NodeOptions:
     """Name resolution for outbound URLs; the system's when ``None``."""
     housekeeping: bool = True
     """Run the reaper and the callback dispatcher: the loops every node may run."""
-    freeze_heap: bool = False
-    """Keep what exists once the node has started, and once each engine has loaded, out of
-    later garbage collections (``heap.freeze_long_lived``). A process-wide choice, so only a
-    program that is nothing but the node (``serve``, ``worker``) makes it, not one that embeds
-    it."""
+    owns_process: bool = False
+    """The program is nothing but the node (``serve``, ``worker``), not one that embeds it, so
+    the node makes two process-wide choices: what exists once it has started, and once each
+    engine has loaded, is kept out of later garbage collections (``heap.freeze_long_lived``),
+    and a thread hands the GIL back to the event loop's helper threads sooner
+    (``gil.hand_back_quickly``)."""
 
 
 class Supervisor:
@@ -168,12 +170,13 @@ async def run_node(
 ) -> AsyncIterator[Node]:
     """Open the runtime and run the loops ``options`` ask for until the block ends."""
     runtime = await start_runtime(settings, options.public_url, options.resolver)
-    supervisor = Supervisor(runtime, on_fatal, freeze_heap=options.freeze_heap)
+    supervisor = Supervisor(runtime, on_fatal, freeze_heap=options.owns_process)
     if options.housekeeping:
         supervisor.start_housekeeping()
     if options.workers and options.load_engine is not None:
         supervisor.start_workers(options.workers, options.load_engine)
-    if options.freeze_heap:
+    if options.owns_process:
+        hand_back_quickly()
         freeze_long_lived("the node started")
     try:
         yield Node(runtime=runtime, supervisor=supervisor)

@@ -162,7 +162,7 @@ def serve(
         public_url=public_url,
         workers=0 if no_worker else workers,
         load_engine=None if no_worker else load_engine,
-        freeze_heap=True,
+        owns_process=True,
     )
     on_fatal = _StopOnFatal()
     app = create_app(
@@ -205,7 +205,7 @@ def worker(settings: Settings, workers: WorkersOption = 1) -> None:
         public_url=default_public_url(settings, "", 8000),
         workers=workers,
         load_engine=load_engine,
-        freeze_heap=True,
+        owns_process=True,
     )
 
     async def main() -> bool:
