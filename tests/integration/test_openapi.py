@@ -280,3 +280,15 @@ async def test_openai_answers_and_task_events_match_the_schema(db_url: str, tmp_
         for body in data:
             contract.check_component("TaskObject", json.loads(body))
         assert json.loads(data[-1])["status"] == "completed"
+
+
+async def test_the_create_documents_its_idempotency_header(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", tmp_path)
+    app = create_app(never_opened, max_body_bytes=settings.max_body_bytes)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        contract = await contract_of(client)
+    create = contract.document["paths"]["/v1/images/generations"]["post"]
+    headers = {p["name"]: p for p in create["parameters"] if p["in"] == "header"}
+    assert headers["Idempotency-Key"]["required"] is False
+    assert headers["Idempotency-Key"]["schema"]["maxLength"] == 255

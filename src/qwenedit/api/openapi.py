@@ -6,12 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 from qwenedit.domain.wire import EditRequestBody, ErrorEnvelope
+from qwenedit.services.edits import IDEMPOTENCY_KEY_MAX_CHARS
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 EDIT_REQUEST_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Within 24 h, the same key from the same account returns the first task",
+            "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_CHARS},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": EditRequestBody.model_json_schema()}},
-    }
+    },
 }
 
 

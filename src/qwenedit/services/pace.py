@@ -4,6 +4,7 @@ without the memo each one cost two more queries, for figures that move slowly an
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,11 +37,23 @@ class FleetPace:
         self._clock = clock
         self._pace: Pace | None = None
         self._read_at = 0.0
+        self._reading: asyncio.Future[Pace] | None = None
 
     async def current(self) -> Pace:
-        now = self._clock()
-        if self._pace is None or now - self._read_at >= PACE_TTL_SECONDS:
+        """The memo, or a fresh read once it is a second old: one read for all who ask
+        meanwhile (each create asks, and a burst of them would otherwise read once each)."""
+        if self._pace is not None and self._clock() - self._read_at < PACE_TTL_SECONDS:
+            return self._pace
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> Pace:
+        try:
+            now = self._clock()
             per_image = await self._stats.recent_image_seconds()
             workers = await self._workers.alive_count(self._alive_seconds)
             self._pace, self._read_at = Pace(per_image, workers), now
-        return self._pace
+            return self._pace
+        finally:
+            self._reading = None
