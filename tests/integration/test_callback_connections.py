@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ class RawReceiver:
         self.script = script
         self.connections = 0
         self.requests: list[tuple[int, bytes]] = []
+        self.heads: list[bytes] = []
         self.port = 0
         self.writers: list[asyncio.StreamWriter] = []
         self.handlers: list[asyncio.Task[None]] = []
@@ -48,6 +50,7 @@ class RawReceiver:
                 body = await reader.readexactly(length)
                 answer = self.script(len(self.requests), number)
                 self.requests.append((number, body))
+                self.heads.append(head)
                 if answer is None:
                     break
                 writer.write(answer)
@@ -74,6 +77,14 @@ async def raw_receiver(script: Script) -> AsyncIterator[RawReceiver]:
         for writer in receiver.writers:
             writer.transport.abort()  # each handler sees its connection end, none is cancelled
         await asyncio.gather(*receiver.handlers, return_exceptions=True)
+
+
+def header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
 
 
 @pytest.fixture
@@ -146,3 +157,26 @@ async def test_a_malformed_answer_is_a_failure(client: GuardedClient) -> None:
     async with raw_receiver(lambda n, c: b"SMTP ready\r\n\r\n") as receiver:
         with pytest.raises(OutboundRefused, match="the request failed"):
             await post_all(client, receiver.url, [b"1"])
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth(client: GuardedClient) -> None:
+    async with raw_receiver(lambda n, c: OK) as receiver:
+        url = receiver.url.replace("http://", "http://hook%40user:s%3Acret@")
+        try:
+            assert await client.post(url, b"1", {}, deadline=5) == 200
+            assert await client.post(url, b"2", {"Authorization": "Bearer own"}, deadline=5) == 200
+        finally:
+            await client.aclose()
+    expected = b"Basic " + base64.b64encode(b"hook@user:s:cret")
+    assert [header(head, b"authorization") for head in receiver.heads] == [
+        expected,
+        b"Bearer own",
+    ]
+    assert header(receiver.heads[0], b"host") == f"127.0.0.1:{receiver.port}".encode()
+
+
+async def test_an_answer_with_a_large_head_is_read(client: GuardedClient) -> None:
+    cookie = b"set-cookie: " + b"c" * 40_000 + b"\r\n"
+    answer = b"HTTP/1.1 200 OK\r\n" + cookie + b"content-length: 0\r\n\r\n"
+    async with raw_receiver(lambda n, c: answer) as receiver:
+        assert await post_all(client, receiver.url, [b"1"]) == [200]

@@ -11,9 +11,10 @@ was opened, checked and (on TLS) verified for. An idle connection is closed afte
 ``KEEPALIVE_SECONDS`` (before most servers close theirs), when its peer closes it or sends
 anything unasked; at most ``IDLE_PER_RECEIVER`` are kept per receiver and ``MAX_RECEIVERS``
 receivers at once (the least recently used is let go first). An answer is read up to
-``RESPONSE_CAP`` bytes; a connection whose answer was not read to its end is closed. A kept
-connection that ends before any answer (its receiver closed it meanwhile) is replaced by a
-new one for the same request, once."""
+``RESPONSE_CAP`` bytes, its head up to ``HEAD_CAP``; a connection whose answer was not read to
+its end is closed. A kept connection that ends before any answer (its receiver closed it
+meanwhile) is replaced by a new one for the same request, once: the receiver may then get
+that callback twice, which at-least-once delivery allows (its ``webhook-id`` is the same)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ IDLE_PER_RECEIVER = 4
 MAX_RECEIVERS = 32
 RESPONSE_CAP = 64 * 1024
 """Bytes of a receiver's answer read before letting go of it."""
+HEAD_CAP = 100 * 1024
+"""Bytes of an answer's status line and headers at most (httpx's limit; h11's own is 16 KiB)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class _Connection(asyncio.Protocol):
     """One connection and its h11 state, with one exchange at a time."""
 
     def __init__(self) -> None:
-        self.http = h11.Connection(h11.CLIENT)
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_CAP)
         self.transport: asyncio.Transport | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self._arrived: asyncio.Future[None] | None = None
@@ -74,7 +77,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._exchanging:  # nothing was asked: the connection cannot be trusted
-            self.close()
+            if self.transport is not None:
+                self.transport.close()  # it stays kept until its expiry takes it out
             return
         self.http.receive_data(data)
         self._wake()
@@ -177,18 +181,18 @@ class CallbackConnections:
     ) -> int:
         """POST ``body`` to ``target`` (path and query) at ``receiver``: the status code, or
         ``OutboundRefused`` when the exchange fails. The caller bounds the time it takes."""
-        request = h11.Request(
-            method="POST",
-            target=target,
-            headers=[("Host", receiver.netloc), *headers, ("Content-Length", str(len(body)))],
-        )
         try:
+            request = h11.Request(
+                method="POST",
+                target=target,
+                headers=[("Host", receiver.netloc), *headers, ("Content-Length", str(len(body)))],
+            )
             kept = self._take_idle(receiver)
             if kept is not None:
                 with contextlib.suppress(_Unanswered):
                     return await self._exchange(receiver, kept, request, body)
             return await self._exchange(receiver, await self._connect(receiver), request, body)
-        except (OSError, h11.ProtocolError) as exc:
+        except (OSError, ValueError, h11.ProtocolError) as exc:
             raise OutboundRefused(f"the request failed ({type(exc).__name__})") from exc
 
     async def _exchange(

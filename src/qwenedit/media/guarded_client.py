@@ -12,6 +12,7 @@ reads."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections import OrderedDict
 from typing import NamedTuple
@@ -117,12 +118,10 @@ class GuardedClient:
         """POST a callback; returns the status code. No redirects are followed (a 3xx is just a
         status); the whole exchange, connect to last byte read, fits in ``deadline``."""
         https_only = not self._settings.allow_insecure_callbacks
-        given = {name.lower() for name in headers}
-        sent = [(name, value) for name, value in _CALLBACK_DEFAULTS if name.lower() not in given]
-        sent.extend(headers.items())
         try:
             async with asyncio.timeout(deadline):
                 parsed = httpx.URL(url)
+                sent = _callback_headers(parsed, headers)
                 address = (await self._pin(parsed, https_only=https_only)).address
                 receiver = Receiver(
                     scheme=parsed.scheme,
@@ -181,6 +180,19 @@ class GuardedClient:
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._callbacks.aclose()
+
+
+def _callback_headers(url: httpx.URL, given: dict[str, str]) -> list[tuple[str, str]]:
+    """``given``, after the defaults it does not replace; a user and password in the URL
+    become Basic credentials unless ``given`` has its own (as httpx sent them)."""
+    names = {name.lower() for name in given}
+    defaults = list(_CALLBACK_DEFAULTS)
+    if url.userinfo:
+        pair = f"{url.username}:{url.password}".encode()
+        defaults.append(("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
+    sent = [(name, value) for name, value in defaults if name.lower() not in names]
+    sent.extend(given.items())
+    return sent
 
 
 class Pinned(NamedTuple):

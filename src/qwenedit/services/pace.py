@@ -46,6 +46,7 @@ class FleetPace:
             return self._pace
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._read())
+            self._reading.add_done_callback(_seen)
         return await asyncio.shield(self._reading)
 
     async def _read(self) -> Pace:
@@ -57,3 +58,10 @@ class FleetPace:
             return self._pace
         finally:
             self._reading = None
+
+
+def _seen(read: asyncio.Future[Pace]) -> None:
+    """Retrieve a failed read's error: every asker may have been cancelled meanwhile, and each
+    one that was not has it raised anyway."""
+    if not read.cancelled():
+        read.exception()
