@@ -4,6 +4,7 @@ engine, encode and store the outputs (DESIGN §3, steps 3-5)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -38,6 +39,8 @@ class StoredResult:
     actual_prompt: str | None
 
 
+HANDOVER_WAIT_SECONDS = 0.5
+"""How long a task that leaves the engine waits for the next one to start it, at most."""
 ABORT_CHECK_SECONDS = 0.5
 """How often a task waiting out an outage looks whether it was cancelled, timed out or its
 worker is stopping."""
@@ -60,6 +63,10 @@ class TaskStages:
         self._extension: PromptExtendSettings = runtime.settings
         self._engine_turn = asyncio.Lock()
         """The worker holds a task claimed ahead; the engine runs one task at a time."""
+        self._waiting = 0
+        """Tasks waiting for the engine's turn."""
+        self._turn_used = asyncio.Event()
+        """Set when the task that got the turn has started the engine, or given the turn up."""
 
     async def run(
         self, task: TaskRecord, run: TaskRun, through_engine: ThroughEngine
@@ -83,13 +90,28 @@ class TaskStages:
             seed=task.params.seed,
         )
         waited = self._engine_turn.locked()
-        async with self._engine_turn:
-            if waited:
-                await self._confirm_held(task, run)
-            run.check()
-            run.advance(progress.DENOISE_START)
+        self._waiting += waited
+        try:
+            await self._engine_turn.acquire()
+        finally:
+            self._waiting -= waited
+        try:
+            try:
+                if waited:
+                    await self._confirm_held(task, run)
+                run.check()
+                run.advance(progress.DENOISE_START)
+            finally:
+                self._turn_used.set()
             output = await asyncio.to_thread(self._engine.edit, job, run.on_step)
+            handing_over = self._waiting > 0
+            if handing_over:
+                self._turn_used.clear()
+        finally:
+            self._engine_turn.release()
         through_engine()
+        if handing_over:
+            await self._next_started()
         run.check()
         if len(output.images) != task.params.n:
             raise TaskFailure(
@@ -100,6 +122,15 @@ class TaskStages:
         return StoredResult(
             keys=keys, engine_seconds=output.pipeline_seconds, actual_prompt=actual_prompt
         )
+
+    async def _next_started(self) -> None:
+        """Wait until the task that takes the engine's turn next has started the engine (or
+        given its turn up): its fence check and the engine's start then have the event loop
+        and the GIL to themselves, not shared with this task's encoding and storing, which
+        otherwise stretched the engine's idle gap several times (bench/engine_gap.py)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANDOVER_WAIT_SECONDS):
+                await self._turn_used.wait()
 
     async def _confirm_held(self, task: TaskRecord, run: TaskRun) -> None:
         """A task that waited for the engine may have been cancelled or reassigned meanwhile,
