@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Iterator
@@ -240,15 +241,15 @@ async def test_check_url_resolves_names_every_time_and_remembers_accepted_litera
     client = GuardedClient(settings(tmp_path), resolver=resolver)
     try:
         for _ in range(2):
-            await client.check_url("https://hooks.example/a", https_only=True)
+            await client.check_url("https://hooks.example/a", https_only=True, within=2)
         for url in ("https://8.8.8.8/a", "https://8.8.4.4/a", "https://1.1.1.1/a"):
-            await client.check_url(url, https_only=True)
-        await client.check_url("https://1.1.1.1/a", https_only=True)
+            await client.check_url(url, https_only=True, within=2)
+        await client.check_url("https://1.1.1.1/a", https_only=True, within=2)
         for _ in range(2):
             with pytest.raises(OutboundRefused, match="internal address"):
-                await client.check_url("https://10.0.0.1/a", https_only=True)
+                await client.check_url("https://10.0.0.1/a", https_only=True, within=2)
         with pytest.raises(OutboundRefused, match="scheme"):
-            await client.check_url("http://1.1.1.1/a", https_only=True)
+            await client.check_url("http://1.1.1.1/a", https_only=True, within=2)
         remembered = list(client._accepted_literal)
     finally:
         await client.aclose()
@@ -330,3 +331,20 @@ async def test_post_reads_only_the_start_of_a_huge_answer(
     finally:
         await client.aclose()
     assert time.monotonic() - started < 2.0
+
+
+class StalledResolver:
+    async def resolve(self, host: str, port: int) -> list[Any]:
+        await asyncio.sleep(30)
+        return []
+
+
+async def test_check_url_gives_a_name_a_deadline_to_resolve(tmp_path: Path) -> None:
+    client = GuardedClient(settings(tmp_path), resolver=StalledResolver())
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutboundRefused, match="did not resolve in time"):
+            await client.check_url("https://slow.example/hook", https_only=True, within=0.2)
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started < 5

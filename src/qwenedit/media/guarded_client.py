@@ -70,10 +70,11 @@ class GuardedClient:
         self._callbacks = CallbackConnections(self._ssl)
         self._accepted_literal: OrderedDict[tuple[str, bool], None] = OrderedDict()
 
-    async def check_url(self, url: str, *, https_only: bool) -> None:
-        """Resolve and check a URL without connecting (used at create for callbacks). A name
-        is resolved on every check; a literal address's verdict, once accepted, is
-        remembered (``MAX_ACCEPTED_LITERAL_URLS``)."""
+    async def check_url(self, url: str, *, https_only: bool, within: float) -> None:
+        """Resolve and check a URL without connecting (used at create for callbacks), the
+        name's resolution within ``within`` seconds. A name is resolved on every check; a
+        literal address's verdict, once accepted, is remembered (``MAX_ACCEPTED_LITERAL_URLS``)
+        and answered without a timer."""
         key = (url, https_only)
         if key in self._accepted_literal:
             self._accepted_literal.move_to_end(key)
@@ -82,7 +83,11 @@ class GuardedClient:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise OutboundRefused("the URL is not valid") from exc
-        pinned = await self._pin(parsed, https_only=https_only)
+        try:
+            async with asyncio.timeout(within):
+                pinned = await self._pin(parsed, https_only=https_only)
+        except TimeoutError as exc:
+            raise OutboundRefused("the host name did not resolve in time") from exc
         if pinned.literal:
             self._accepted_literal[key] = None
             if len(self._accepted_literal) > MAX_ACCEPTED_LITERAL_URLS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -58,8 +57,9 @@ def _idempotency(header: str | None, body: object, window: float) -> Idempotency
 
 
 class UrlChecker(Protocol):
-    async def check_url(self, url: str, *, https_only: bool) -> None:
-        """``OutboundRefused`` when the URL may not be contacted."""
+    async def check_url(self, url: str, *, https_only: bool, within: float) -> None:
+        """``OutboundRefused`` when the URL may not be contacted, or its host name did not
+        resolve within ``within`` seconds."""
         ...
 
 
@@ -96,20 +96,17 @@ class EditService:
 
     async def _check_callback(self, url: str) -> None:
         """The check every delivery makes, now: a literal address is judged without DNS, and a
-        name is resolved, so a callback that could never be delivered is a 400 rather than a
-        silent failure later. (It is resolved and checked again at every delivery: DNS may
-        change in between.)"""
+        name is resolved (within ``CALLBACK_CHECK_SECONDS``), so a callback that could never
+        be delivered is a 400 rather than a silent failure later. (It is resolved and checked
+        again at every delivery: DNS may change in between.)"""
         try:
-            async with asyncio.timeout(CALLBACK_CHECK_SECONDS):
-                await self._url_checker.check_url(
-                    url, https_only=not self._outbound.allow_insecure_callbacks
-                )
+            await self._url_checker.check_url(
+                url,
+                https_only=not self._outbound.allow_insecure_callbacks,
+                within=CALLBACK_CHECK_SECONDS,
+            )
         except (InputRejected, OutboundRefused) as exc:
             raise InvalidRequest(f"callback_url: {exc}", param="callback_url") from exc
-        except TimeoutError as exc:
-            raise InvalidRequest(
-                "callback_url: the host name did not resolve in time", param="callback_url"
-            ) from exc
 
     async def create(
         self, account: Caller, body: object, *, idempotency_key: str | None = None
