@@ -106,7 +106,7 @@ class GuardedClient:
 
     async def _fetch(self, url: httpx.URL, max_bytes: int) -> bytes:
         for _ in range(self._settings.max_redirects + 1):
-            request = await self._pinned_request("GET", url, https_only=False)
+            request = await self._pinned_get(url)
             response = await self._client.send(request, stream=True)
             try:
                 if response.status_code in _REDIRECTS and "location" in response.headers:
@@ -127,13 +127,13 @@ class GuardedClient:
             async with asyncio.timeout(deadline):
                 parsed = httpx.URL(url)
                 sent = _callback_headers(parsed, headers)
-                address = (await self._pin(parsed, https_only=https_only)).address
+                pinned = await self._pin(parsed, https_only=https_only)
                 receiver = Receiver(
                     scheme=parsed.scheme,
                     netloc=parsed.netloc.decode("ascii"),
-                    address=address,
-                    port=parsed.port or (443 if parsed.scheme == "https" else 80),
-                    tls_name=connect_host(parsed),
+                    address=pinned.address,
+                    port=pinned.port,
+                    tls_name=pinned.host,
                 )
                 return await self._callbacks.post(receiver, parsed.raw_path, sent, body)
         except TimeoutError as exc:
@@ -141,27 +141,15 @@ class GuardedClient:
         except httpx.InvalidURL as exc:
             raise OutboundRefused(f"the request failed ({type(exc).__name__})") from exc
 
-    async def _pinned_request(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        https_only: bool,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Request:
-        address = (await self._pin(url, https_only=https_only)).address
-        host = connect_host(url)
-        request_headers = dict(headers or {})
-        request_headers["Host"] = url.netloc.decode("ascii")
+    async def _pinned_get(self, url: httpx.URL) -> httpx.Request:
+        pinned = await self._pin(url, https_only=False)
         extensions: dict[str, object] = {}
-        if url.scheme == "https" and literal_host_address(host) is None:
-            extensions["sni_hostname"] = host
+        if url.scheme == "https" and literal_host_address(pinned.host) is None:
+            extensions["sni_hostname"] = pinned.host
         return self._client.build_request(
-            method,
-            url.copy_with(host=str(address)),
-            content=body,
-            headers=request_headers,
+            "GET",
+            url.copy_with(host=pinned.address),
+            headers={"Host": url.netloc.decode("ascii")},
             extensions=extensions,
         )
 
@@ -180,7 +168,7 @@ class GuardedClient:
         addresses = [known] if known is not None else await self._resolver.resolve(host, port)
         if any(is_forbidden(address, self._allowance) for address in addresses):
             raise OutboundRefused(INTERNAL_MESSAGE)
-        return Pinned(str(addresses[0]), literal=known is not None)
+        return Pinned(str(addresses[0]), host, port, literal=known is not None)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -203,8 +191,12 @@ def _callback_headers(url: httpx.URL, given: dict[str, str]) -> list[tuple[str, 
 class Pinned(NamedTuple):
     address: str
     """The checked address to connect to."""
+    host: str
+    """The URL's host as sent (``media.hosts``): what TLS verifies, and sends as SNI unless it
+    is an address."""
+    port: int
     literal: bool
-    """Whether the URL named it (no DNS was asked)."""
+    """Whether the address was known without DNS (a literal address, or ``localhost``)."""
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
