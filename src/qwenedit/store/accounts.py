@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qwenedit.domain.keys import hash_key, key_id_of, new_api_key
 from qwenedit.domain.webhooks import ROTATION_OVERLAP_SECONDS, new_webhook_secret
 from qwenedit.errors import AccountNotFound, QuotaExceeded
-from qwenedit.store.database import AnyRow, Database
+from qwenedit.store.database import Database
+from qwenedit.store.direct import DirectStatement, Row
 from qwenedit.store.tables import accounts, api_keys, ledger
 
 DEFAULT_GROUP = "default"
@@ -41,13 +42,13 @@ class Account(Caller):
     balance_milli: int
 
 
-def _account(row: AnyRow) -> Account:
-    return Account(
-        id=row.id, name=row.name, user_group=row.user_group, balance_milli=row.balance_milli
-    )
+def _account(row: Row) -> Account:
+    """An account from a row of ``_COLUMNS``."""
+    account_id, name, user_group, balance_milli = row
+    return Account(id=account_id, name=name, user_group=user_group, balance_milli=balance_milli)
 
 
-_MOVE = (
+_MOVE = DirectStatement(
     update(accounts)
     .where(
         accounts.c.id == bindparam("account_id"),
@@ -56,8 +57,8 @@ _MOVE = (
     .values(balance_milli=accounts.c.balance_milli + bindparam("amount"))
     .returning(*_COLUMNS)
 )
-_RECORD = insert(ledger)
-_MOVED = _MOVE.cte("moved")
+_RECORD = DirectStatement(insert(ledger))
+_MOVED = _MOVE.statement.cte("moved")
 _MOVE_AND_RECORD = select(_MOVED).add_cte(
     insert(ledger)
     .from_select(
@@ -114,13 +115,11 @@ async def move_credits(
         }
         moved = (await connection.execute(_MOVE_AND_RECORD, parameters)).first()
         return None if moved is None else _account(moved)
-    row = (
-        await connection.execute(_MOVE, {"account_id": account_id, "amount": amount_milli})
-    ).first()
+    row = await _MOVE.first(connection, {"account_id": account_id, "amount": amount_milli})
     if row is None:
         return None
-    await connection.execute(
-        _RECORD,
+    await _RECORD.execute(
+        connection,
         {
             "account_id": account_id,
             "task_id": task_id,

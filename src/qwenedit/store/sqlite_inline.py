@@ -25,7 +25,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 BUSY_WAIT_MS = 5
 """How long SQLite's own busy handler may hold the event loop before a call reports busy."""
@@ -113,6 +116,10 @@ class InlineConnection:
         return self._conn
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        return self._open()
+
+    @property
     def isolation_level(self) -> str | None:
         return self._open().isolation_level
 
@@ -167,3 +174,16 @@ def connect(path: Path | str) -> InlineConnection:
         path, timeout=BUSY_WAIT_MS / 1000, isolation_level=None, check_same_thread=False
     )
     return InlineConnection(connection)
+
+
+def sqlite_of(connection: AsyncConnection) -> sqlite3.Connection:
+    """The ``sqlite3`` connection under ``connection``, a SQLAlchemy connection of an engine
+    made with ``connect`` that is in a transaction: statements run on it are part of that
+    transaction (``store.direct``)."""
+    pooled = connection.sync_connection
+    if pooled is None:
+        raise sqlite3.ProgrammingError("the connection is not open")
+    inline = pooled.connection.driver_connection
+    if not isinstance(inline, InlineConnection):
+        raise TypeError(f"not a connection of this module: {type(inline).__name__}")
+    return inline.sqlite

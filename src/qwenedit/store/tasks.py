@@ -28,6 +28,7 @@ from qwenedit.errors import (
 from qwenedit.store.accounts import balance_of, move_credits
 from qwenedit.store.batches import BatchedWrites
 from qwenedit.store.database import TASKS_CHANNEL, Database
+from qwenedit.store.direct import DirectStatement
 from qwenedit.store.outbox import Handoff
 from qwenedit.store.tables import idempotency_keys, tasks
 from qwenedit.store.task_end import end_task, ending
@@ -69,7 +70,7 @@ _FAIL = ending(
 )
 """A worker ends its task (``fenced``), built once."""
 
-_INSERT = insert(tasks)
+_INSERT = DirectStatement(insert(tasks))
 """Built once (a create is the hottest write): its parameters travel apart from it. Nothing is
 read back: the new task's record is made from what was written."""
 
@@ -192,8 +193,8 @@ class TaskRepo:
             created_at=new.created_at,
             reserved_milli=new.reserve_milli,
         )
-        await connection.execute(
-            _INSERT,
+        await _INSERT.execute(
+            connection,
             {
                 "id": task.id,
                 "account_id": task.account_id,
