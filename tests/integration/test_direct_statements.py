@@ -3,7 +3,10 @@ fails as Core would, on SQLite (run on the sqlite3 connection) and on PostgreSQL
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, cast, insert, select, update
@@ -13,7 +16,8 @@ from sqlalchemy.types import Text
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.direct import DirectStatement
-from qwenedit.store.tables import accounts, ledger
+from qwenedit.store.migrate import ensure_schema
+from qwenedit.store.tables import accounts, ledger, tasks
 
 RECORD = DirectStatement(insert(ledger))
 TAKE = DirectStatement(
@@ -91,3 +95,36 @@ async def test_a_violation_is_the_integrity_error_core_raises(
     with pytest.raises(sa_exc.IntegrityError):
         async with db.transaction() as connection:
             await RECORD.execute(connection, entry(account.id, "twice", now))
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}"
+    db = Database.connect(url)
+    await ensure_schema(db, url)
+    yield db
+    await db.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        update(tasks).values(progress=1).returning(tasks.c.created_at),
+        insert(ledger).values(created_at=bindparam("at", callable_=lambda: datetime.now(UTC))),
+    ],
+    ids=["a returned timestamp", "a value computed at each execution"],
+)
+async def test_a_statement_that_needs_core_at_each_execution_is_refused(
+    sqlite_db: Database, statement: Any
+) -> None:
+    """Run directly, it would return a timestamp as text, or store one value for ever."""
+    direct = DirectStatement(statement)
+    with pytest.raises(TypeError, match="needs Core"):
+        async with sqlite_db.transaction() as connection:
+            await direct.first(connection, {"account_id": 1})
+
+
+async def test_a_missing_value_is_a_statement_error(sqlite_db: Database) -> None:
+    with pytest.raises(sa_exc.StatementError, match="account_id"):
+        async with sqlite_db.transaction() as connection:
+            await TAKE.first(connection, {"amount": 1})

@@ -178,8 +178,8 @@ def connect(path: Path | str) -> InlineConnection:
 
 def sqlite_of(connection: AsyncConnection) -> sqlite3.Connection:
     """The ``sqlite3`` connection under ``connection``, a SQLAlchemy connection of an engine
-    made with ``connect`` that is in a transaction: statements run on it are part of that
-    transaction (``store.direct``)."""
+    made with ``connect``: while ``connection`` is in a transaction, statements run on it are
+    part of that transaction (``store.direct``)."""
     pooled = connection.sync_connection
     if pooled is None:
         raise sqlite3.ProgrammingError("the connection is not open")
