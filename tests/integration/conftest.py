@@ -142,6 +142,16 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database of its own, for what only SQLite does."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}"
+    db = Database.connect(url)
+    await ensure_schema(db, url)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
 def accounts(db: Database) -> AccountRepo:
     return AccountRepo(db)
 

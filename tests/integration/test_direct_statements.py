@@ -3,9 +3,7 @@ fails as Core would, on SQLite (run on the sqlite3 connection) and on PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from sqlalchemy.types import Text
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import Database
 from qwenedit.store.direct import DirectStatement
-from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.tables import accounts, ledger, tasks
 
 RECORD = DirectStatement(insert(ledger))
@@ -95,15 +92,6 @@ async def test_a_violation_is_the_integrity_error_core_raises(
     with pytest.raises(sa_exc.IntegrityError):
         async with db.transaction() as connection:
             await RECORD.execute(connection, entry(account.id, "twice", now))
-
-
-@pytest.fixture
-async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}"
-    db = Database.connect(url)
-    await ensure_schema(db, url)
-    yield db
-    await db.close()
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from qwenedit.domain.task import TaskParams, new_task_id
 from qwenedit.store import database as database_module
 from qwenedit.store.accounts import AccountRepo
 from qwenedit.store.database import TASKS_CHANNEL, Database
-from qwenedit.store.migrate import ensure_schema
 from qwenedit.store.tables import accounts
 from qwenedit.store.tasks import Limits, NewTask, TaskRepo
 
@@ -38,15 +36,6 @@ def hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> thr
     thread = threading.Thread(target=run)
     thread.start()
     return thread
-
-
-@pytest.fixture
-async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'qwenedit.db'}"
-    db = Database.connect(url)
-    await ensure_schema(db, url)
-    yield db
-    await db.close()
 
 
 async def test_a_write_waits_for_another_writer_with_the_loop_free(
