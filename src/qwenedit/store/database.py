@@ -141,8 +141,10 @@ def _sqlite_engine(url: URL, path: str) -> AsyncEngine:
     return engine
 
 
-def _postgres_engine(url: URL) -> AsyncEngine:
-    engine = create_async_engine(url)
+def _postgres_engine(url: URL, **server_settings: str) -> AsyncEngine:
+    """An engine whose connections start with ``server_settings`` (PostgreSQL session
+    settings: set once per connection, not once per transaction)."""
+    engine = create_async_engine(url, connect_args={"server_settings": server_settings})
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -206,9 +208,18 @@ class _OnCommit:
 
 class Database:
     def __init__(
-        self, engine: AsyncEngine, listen_dsn: str | None, watch_path: str | None = None
+        self,
+        engine: AsyncEngine,
+        listen_dsn: str | None,
+        watch_path: str | None = None,
+        *,
+        relaxed: AsyncEngine | None = None,
     ) -> None:
         self._engine = engine
+        self._relaxed = relaxed or engine
+        """Where writes that need not wait for the disk go (``durable=False``): on PostgreSQL
+        a pool whose sessions have ``synchronous_commit`` off, which spares each such
+        transaction a ``SET LOCAL`` round trip; on SQLite the same engine (``_on_begin``)."""
         self._watch_path = watch_path
         """The SQLite file whose commits by other processes wake this node's waiters."""
         self._watcher: asyncio.Task[None] | None = None
@@ -244,7 +255,11 @@ class Database:
             return cls(_sqlite_engine(parsed, path), listen_dsn=None, watch_path=watched)
         if backend == "postgresql":
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            return cls(_postgres_engine(parsed), listen_dsn=dsn)
+            return cls(
+                _postgres_engine(parsed),
+                listen_dsn=dsn,
+                relaxed=_postgres_engine(parsed, synchronous_commit="off"),
+            )
         raise ConfigError(f"Unsupported database {backend!r}: use sqlite or postgresql")
 
     @contextlib.asynccontextmanager
@@ -271,7 +286,8 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _transaction(self, write: bool, durable: bool) -> AsyncIterator[AsyncConnection]:
-        async with (self._engine if write else self._reader).connect() as connection:
+        engine = (self._engine if durable else self._relaxed) if write else self._reader
+        async with engine.connect() as connection:
             if not write:
                 await connection.execution_options(**{_BEGIN: "BEGIN"})
             elif not durable and self.dialect == "sqlite":
@@ -281,8 +297,6 @@ class Database:
             try:
                 async with contextlib.AsyncExitStack() as scope:
                     scope.push_async_exit(await self._begin(connection, write))
-                    if write and not durable and self.dialect == "postgresql":
-                        await connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     yield connection
             finally:
                 del self._on_commit[id(connection)]
@@ -458,3 +472,5 @@ class Database:
             await self._listener.close()
             self._listener = None
         await self._engine.dispose()
+        if self._relaxed is not self._engine:
+            await self._relaxed.dispose()
