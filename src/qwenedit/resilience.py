@@ -75,6 +75,14 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
+def _is_closed_asyncpg_connection(error: BaseException) -> bool:
+    """asyncpg's answer to a call on a connection the server or the network already closed: a
+    bare ``InterfaceError``, not a ``PostgresConnectionError``. SQLAlchemy passes it on unwrapped
+    when the connection is lost while it sets up a new one (its JSON codec), between the
+    connect and the first statement; elsewhere ``asyncpg.InterfaceError`` means misuse."""
+    return isinstance(error, asyncpg.InterfaceError) and str(error) == "connection is closed"
+
+
 def _raised_by_database_driver(error: BaseException) -> bool:
     """A connection refused while opening a pooled connection reaches us as a bare ``OSError``;
     the frames it passed through tell it from a blob store's ``OSError``."""
@@ -88,7 +96,7 @@ def dependency_of(error: BaseException) -> str | None:
     """``DATABASE`` or ``STORAGE`` when ``error`` is an outage of that dependency (worth
     retrying), ``None`` when it is a bug (not worth it). The one place that decides."""
     for cause in _causes(error):
-        if isinstance(cause, _DATABASE_ERRORS):
+        if isinstance(cause, _DATABASE_ERRORS) or _is_closed_asyncpg_connection(cause):
             return DATABASE
         if isinstance(cause, StorageUnavailable):
             return STORAGE

@@ -89,6 +89,7 @@ OUTAGES = [
     pytest.param(asyncpg.PostgresConnectionError("lost"), id="postgres-connection"),
     pytest.param(asyncpg.CannotConnectNowError("shutting down"), id="cannot-connect-now"),
     pytest.param(asyncpg.AdminShutdownError("terminating"), id="admin-shutdown"),
+    pytest.param(asyncpg.InterfaceError("connection is closed"), id="asyncpg-closed-connection"),
 ]
 
 
@@ -123,6 +124,7 @@ def test_a_store_that_cannot_be_reached_is_an_outage_and_one_that_refuses_is_not
         sa.ProgrammingError("SELECT", {}, Exception("syntax error")),
         sa.DBAPIError("SELECT 1", {}, Exception("not a disconnect")),
         asyncpg.UniqueViolationError("duplicate key"),
+        asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
         ValueError("bad value"),
         KeyError("missing"),
         AttributeError("typo"),
