@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from qwenedit.resilience import DATABASE, dependency_of
@@ -145,6 +146,25 @@ async def test_a_refused_database_connection_is_a_database_outage() -> None:
                 await db.ping()
         finally:
             await db.close()
+    assert dependency_of(raised.value) == DATABASE
+
+
+async def test_a_connection_the_server_ended_during_set_up_is_a_database_outage(
+    pg_url: str,
+) -> None:
+    """SQLAlchemy sets up codecs on each new connection before its first statement; a
+    connection the server ends in between gives asyncpg's bare ``InterfaceError``, unwrapped."""
+    connection = await asyncpg.connect(pg_url.replace("+asyncpg", ""), timeout=10)
+    try:
+        await asyncio.to_thread(terminate_backends, database_of(pg_url))
+        deadline = time.monotonic() + 10
+        while not connection.is_closed():
+            assert time.monotonic() < deadline, "the server never ended the connection"
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncpg.InterfaceError) as raised:
+            await connection.set_type_codec("json", encoder=str, decoder=str, schema="pg_catalog")
+    finally:
+        connection.terminate()
     assert dependency_of(raised.value) == DATABASE
 
 
